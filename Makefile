@@ -1,0 +1,64 @@
+# Signoff: `make demo` runs it, `make test` proves it. Both build .venv on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Django 6 needs Python >= 3.12. Take PYTHON=... when given, else the first interpreter on PATH
+# that really runs and is new enough (a pyenv shim may exist but refuse to run), else the newest
+# suitable pyenv installation.
+PYTHON ?= $(shell \
+  ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }; \
+  for p in python3.13 python3.12 python3; do \
+    if ok "$$p"; then command -v "$$p"; exit 0; fi; \
+  done; \
+  if command -v pyenv >/dev/null 2>&1; then \
+    for p in $$(ls -d "$$(pyenv root)"/versions/3.1[2-9]* 2>/dev/null | sort -Vr); do \
+      if ok "$$p/bin/python"; then echo "$$p/bin/python"; exit 0; fi; \
+    done; \
+  fi)
+
+.PHONY: help install install-dev demo test lint typecheck clean
+
+help:
+	@echo "make demo   install, migrate, seed demo data, serve http://$(HOST):$(PORT)"
+	@echo "make test   install the test dependencies and run the whole suite"
+	@echo "make lint   ruff;  make typecheck   mypy"
+
+$(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then echo "Signoff needs Python 3.12 or newer; set PYTHON=/path/to/python3.12" >&2; exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py quickstart
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,112 @@
+from django.db import models
+
+
+class AuditAction(models.TextChoices):
+    """Every kind of fact the trail records, as dotted ``<subject>.<verb>`` names."""
+
+    SUGGESTION_RECEIVED = "suggestion.received", "Suggestion received"
+    SUGGESTION_ROUTED = "suggestion.routed", "Suggestion routed"
+    SUGGESTION_CLAIMED = "suggestion.claimed", "Suggestion claimed"
+    SUGGESTION_RELEASED = "suggestion.released", "Suggestion released"
+    DECISION_RECORDED = "decision.recorded", "Decision recorded"
+    EXECUTION_SUCCEEDED = "execution.succeeded", "Execution succeeded"
+    EXECUTION_FAILED = "execution.failed", "Execution failed"
+    CAPABILITY_CREATED = "capability.created", "Capability created"
+    POLICY_PUBLISHED = "policy.published", "Policy published"
+    API_CLIENT_CREATED = "api_client.created", "API client created"
+    API_TOKEN_ISSUED = "api_token.issued", "API token issued"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    API_CLIENT = "api_client", "API client"
+    SYSTEM = "system", "System"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Refuses bulk changes: the trail is append-only (the database refuses them too)."""
+
+    def update(self, **kwargs: object) -> int:
+        raise TypeError("audit events are append-only: they cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("audit events are append-only: they cannot be deleted")
+
+
+class AuditEvent(models.Model):
+    """One fact in the append-only, hash-chained audit trail.
+
+    Written only by ``audit.services.audit_event_record``, inside the transaction of the change
+    it describes, so a change and its event commit or roll back together. Rows are never updated
+    or deleted: the ORM refuses, and database triggers refuse raw SQL too.
+
+    Fields:
+
+    * ``sequence``: position in the chain, 1, 2, 3 … without gaps.
+    * ``occurred_at``: when the event was recorded (UTC).
+    * ``actor_type`` / ``actor_id`` / ``actor_label``: who caused it: a user (id and username),
+      an API client (id and name) or the system (e.g. the routing policy). Plain values, not
+      foreign keys: the trail outlives and never depends on the rows it talks about.
+    * ``action``: what happened, one of ``AuditAction``.
+    * ``subject_type`` / ``subject_id``: what it happened to (``suggestion`` and its UUID,
+      ``policy`` and its id, …).
+    * ``capability``: the capability key involved, if any, for filtering.
+    * ``data``: the details, as JSON: thresholds, outcome, reason, the diff of an edit …
+      Already redacted by the caller.
+    * ``prev_hash`` / ``hash``: the predecessor's hash and this event's own, see ``audit.chain``.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    occurred_at = models.DateTimeField(editable=False)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices, editable=False)
+    actor_id = models.CharField(max_length=64, blank=True, editable=False)
+    actor_label = models.CharField(max_length=150, blank=True, editable=False)
+    action = models.CharField(max_length=64, choices=AuditAction.choices, editable=False)
+    subject_type = models.CharField(max_length=32, editable=False)
+    subject_id = models.CharField(max_length=64, editable=False)
+    capability = models.CharField(max_length=100, blank=True, editable=False)
+    data = models.JSONField(default=dict, editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["sequence"]
+        indexes = [
+            models.Index(fields=["subject_type", "subject_id", "sequence"]),
+            models.Index(fields=["capability", "sequence"]),
+            models.Index(fields=["action", "sequence"]),
+            models.Index(fields=["occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.subject_type}:{self.subject_id}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise TypeError("audit events are append-only: they cannot be changed")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise TypeError("audit events are append-only: they cannot be deleted")
+
+
+class AuditChainHead(models.Model):
+    """The single row that serialises appends: the last sequence number and hash.
+
+    Every append locks this row, so sequence numbers stay contiguous (a database sequence would
+    leave gaps on rollback) and each event is chained to the one committed before it.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="audit_chain_head_single_row")
+        ]
+
+    def __str__(self) -> str:
+        return f"chain head #{self.sequence}"

@@ -1,0 +1,142 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+CAPABILITY_KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+
+_unit_interval = [MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))]
+
+
+class Capability(models.Model):
+    """A business action an AI system may propose, such as ``refunds.issue``.
+
+    Its routing rules live in versioned ``Policy`` rows; the active one is the newest version.
+    Who may review, resolve escalations or manage it are object permissions (django-guardian).
+    """
+
+    key = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[
+            RegexValidator(
+                CAPABILITY_KEY_PATTERN,
+                "Use dotted lowercase names such as refunds.issue.",
+            )
+        ],
+        help_text="Stable identifier systems submit to, e.g. refunds.issue.",
+    )
+    name = models.CharField(max_length=150)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="owned_capabilities",
+        help_text="The person accountable for what this capability does.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+        verbose_name_plural = "capabilities"
+        permissions = [
+            ("review_capability", "Can review suggestions of this capability"),
+            ("resolve_escalations", "Can decide escalated suggestions of this capability"),
+            ("manage_capability", "Can change thresholds of this capability"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Policy(models.Model):
+    """One immutable version of a capability's routing rules.
+
+    Never edited in place: a change publishes a new version through
+    ``capabilities.services.policy_publish``; a rollback republishes an old version's rules as a
+    new version. The highest version of a capability is the one in force.
+    """
+
+    capability = models.ForeignKey(Capability, on_delete=models.PROTECT, related_name="policies")
+    version = models.PositiveIntegerField()
+    auto_approve_at = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        validators=_unit_interval,
+        help_text="Confidence at or above this is approved without review.",
+    )
+    auto_reject_below = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        validators=_unit_interval,
+        help_text="Confidence below this is rejected without review.",
+    )
+    note = models.CharField(max_length=300, blank=True, help_text="Why this version exists.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["capability", "-version"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.UniqueConstraint(fields=["capability", "version"], name="policy_version_unique"),
+            models.CheckConstraint(
+                condition=models.Q(auto_reject_below__gte=0)
+                & models.Q(auto_approve_at__lte=1)
+                & models.Q(auto_reject_below__lte=models.F("auto_approve_at")),
+                name="policy_thresholds_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.capability.key} v{self.version}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise TypeError("policies are immutable: publish a new version instead")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class ApiClient(models.Model):
+    """A system (AI service, agent, pipeline) that submits suggestions with its tokens.
+
+    It may submit to, and read suggestions of, only the capabilities in its scope.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    capabilities = models.ManyToManyField(Capability, related_name="api_clients")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF treats the authenticated principal as ``request.user``: an API client is one.
+    is_authenticated = True
+    is_anonymous = False
+
+
+class ApiToken(models.Model):
+    """A bearer token of an API client. Only its SHA-256 is stored; the token is shown once."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="tokens")
+    prefix = models.CharField(
+        max_length=16, help_text="The token's first characters, to tell it apart."
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.client.name} {self.prefix}…"

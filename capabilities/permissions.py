@@ -1,0 +1,88 @@
+"""Who may do what: the predicates every path (pages, REST API, admin, jobs) checks.
+
+A predicate answers a yes/no question about one principal and one object. Views call it to
+decide what to show; services call it again before they change anything, so a path that forgot
+to check is still refused. Objects a principal may not see are answered with 404 by callers,
+never 403, so identifiers cannot be probed.
+"""
+
+from typing import Any, Protocol
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from capabilities.models import ApiClient, Capability
+
+User = AbstractBaseUser | AnonymousUser
+
+REVIEW = "capabilities.review_capability"
+RESOLVE_ESCALATIONS = "capabilities.resolve_escalations"
+MANAGE = "capabilities.manage_capability"
+
+
+class _SuggestionLike(Protocol):
+    capability: Capability
+    api_client_id: int | None
+
+
+def can_review_capability(user: Any, capability: Capability) -> bool:
+    """May ``user`` claim and decide pending suggestions of ``capability``?"""
+    return bool(user.is_active and user.has_perm(REVIEW, capability))
+
+
+def can_resolve_escalations(user: Any, capability: Capability) -> bool:
+    """May ``user`` decide suggestions of ``capability`` that a reviewer escalated?"""
+    return bool(user.is_active and user.has_perm(RESOLVE_ESCALATIONS, capability))
+
+
+def can_manage_capability(user: Any, capability: Capability) -> bool:
+    """May ``user`` change the thresholds of ``capability`` (publish a policy version)?"""
+    return bool(user.is_active and user.has_perm(MANAGE, capability))
+
+
+def reviewable_capabilities(user: Any) -> QuerySet[Capability]:
+    """The capabilities whose pending suggestions ``user`` may see and decide."""
+    return _capabilities_with(user, REVIEW)
+
+
+def escalation_capabilities(user: Any) -> QuerySet[Capability]:
+    """The capabilities whose escalated suggestions ``user`` may decide."""
+    return _capabilities_with(user, RESOLVE_ESCALATIONS)
+
+
+def visible_capabilities(user: Any) -> QuerySet[Capability]:
+    """The capabilities whose suggestions ``user`` may read: reviewable or escalation-resolvable."""
+    if not user.is_active:
+        return Capability.objects.none()
+    return get_objects_for_user(
+        user,
+        [REVIEW, RESOLVE_ESCALATIONS],
+        klass=Capability,
+        any_perm=True,
+        accept_global_perms=False,
+    )
+
+
+def can_submit_to_capability(client: ApiClient, capability: Capability) -> bool:
+    """May API client ``client`` submit suggestions to ``capability``?"""
+    return client.is_active and client.capabilities.filter(pk=capability.pk).exists()
+
+
+def can_view_suggestion(principal: Any, suggestion: _SuggestionLike) -> bool:
+    """May ``principal`` (an API client or a user) read ``suggestion``?
+
+    A client reads only what it submitted; a user reads suggestions of capabilities they may
+    review or resolve escalations for.
+    """
+    if isinstance(principal, ApiClient):
+        return principal.is_active and suggestion.api_client_id == principal.pk
+    return can_review_capability(principal, suggestion.capability) or can_resolve_escalations(
+        principal, suggestion.capability
+    )
+
+
+def _capabilities_with(user: Any, perm: str) -> QuerySet[Capability]:
+    if not user.is_active:
+        return Capability.objects.none()
+    return get_objects_for_user(user, perm, klass=Capability, accept_global_perms=False)

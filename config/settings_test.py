@@ -1,0 +1,36 @@
+"""Test settings: the real settings, on PostgreSQL whenever one answers.
+
+``DATABASE_URL`` wins when set. Otherwise the suite uses the local PostgreSQL if port 5432
+answers, and falls back to SQLite. Tests that need PostgreSQL are marked ``postgres``; with
+``SIGNOFF_REQUIRE_SERVICES=1`` (as in CI) a missing service fails the run instead of skipping.
+"""
+
+import os
+import socket
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+if "DATABASE_URL" not in os.environ and _answers("127.0.0.1", 5432):
+    os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/signoff"
+
+from config.settings import *  # noqa: E402, F403
+
+# Fast hashing: the suite creates many users; production keeps the default.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_AUTOREFRESH = True
+SECURE_COOKIES = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]

@@ -1,0 +1,13 @@
+"""Signoff's URLs: reviewer pages at /, the REST API under /api/v1/, the admin at /admin/."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("reviews.urls")),
+    path("api/v1/", include("reviews.api_urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,100 @@
+"""Reads of suggestions for the pages and the API, permission-filtered at the source."""
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Min, Q, QuerySet
+from django.http import Http404
+
+from capabilities.models import ApiClient
+from capabilities.permissions import (
+    can_view_suggestion,
+    escalation_capabilities,
+    reviewable_capabilities,
+)
+from reviews.models import Suggestion, SuggestionStatus
+
+
+def suggestion_queue(*, user: Any) -> QuerySet[Suggestion]:
+    """Open suggestions ``user`` may work on, oldest first.
+
+    Pending ones of the capabilities they review, and escalated ones of the capabilities they
+    resolve escalations for. Related rows the queue page shows are fetched in the same query.
+    """
+    return (
+        Suggestion.objects.filter(
+            Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
+            | Q(status=SuggestionStatus.ESCALATED, capability__in=escalation_capabilities(user))
+        )
+        .select_related("capability", "policy", "claimed_by")
+        .order_by("created_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    capability_key: str
+    waiting: int
+    oldest: dt.datetime
+
+
+def queue_counts(*, user: Any) -> list[QueueCount]:
+    """How many open items wait per capability for ``user``, and since when. One query."""
+    rows = (
+        suggestion_queue(user=user)
+        .order_by()
+        .values("capability__key")
+        .annotate(waiting=Count("id"), oldest=Min("created_at"))
+        .order_by("capability__key")
+    )
+    return [QueueCount(r["capability__key"], r["waiting"], r["oldest"]) for r in rows]
+
+
+def suggestion_list_for_client(
+    *, client: ApiClient, status: str = "", capability: str = "", external_id: str = ""
+) -> QuerySet[Suggestion]:
+    """The client's own suggestions, newest first, optionally filtered."""
+    return _newest_first(
+        Suggestion.objects.filter(api_client=client), status, capability, external_id
+    )
+
+
+def suggestion_list_for_user(
+    *, user: Any, status: str = "", capability: str = "", external_id: str = ""
+) -> QuerySet[Suggestion]:
+    """Suggestions of the capabilities ``user`` may read, newest first, optionally filtered."""
+    visible = Q(capability__in=reviewable_capabilities(user)) | Q(
+        capability__in=escalation_capabilities(user)
+    )
+    return _newest_first(Suggestion.objects.filter(visible), status, capability, external_id)
+
+
+def access_suggestion(principal: Any, suggestion_id: Any) -> Suggestion:
+    """The suggestion if ``principal`` may read it; else ``Http404``, as if it did not exist."""
+    try:
+        suggestion = (
+            Suggestion.objects.select_related(
+                "capability", "capability__owner", "policy", "api_client", "claimed_by"
+            )
+            .filter(pk=suggestion_id)
+            .first()
+        )
+    except (ValidationError, ValueError):  # not a UUID: no such suggestion either
+        suggestion = None
+    if suggestion is None or not can_view_suggestion(principal, suggestion):
+        raise Http404("No such suggestion.")
+    return suggestion
+
+
+def _newest_first(
+    queryset: QuerySet[Suggestion], status: str, capability: str, external_id: str
+) -> QuerySet[Suggestion]:
+    if status:
+        queryset = queryset.filter(status=status)
+    if capability:
+        queryset = queryset.filter(capability__key=capability)
+    if external_id:
+        queryset = queryset.filter(external_id=external_id)
+    return queryset.select_related("capability", "policy").order_by("-created_at", "-id")
