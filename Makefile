@@ -45,10 +45,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The demo runs with DEBUG on unless the environment says otherwise (then it needs SECRET_KEY).
+DEMO := DEBUG=$${DEBUG:-true} $(BIN)/python manage.py
+
 demo: install
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py quickstart
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(DEMO) migrate --no-input
+	$(DEMO) quickstart --base-url http://$(HOST):$(PORT)
+	$(DEMO) runserver $(HOST):$(PORT)
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -15,6 +15,8 @@ class AuditAction(models.TextChoices):
     POLICY_PUBLISHED = "policy.published", "Policy published"
     API_CLIENT_CREATED = "api_client.created", "API client created"
     API_TOKEN_ISSUED = "api_token.issued", "API token issued"
+    API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"
+    PERMISSION_GRANTED = "permission.granted", "Permission granted"
 
 
 class ActorType(models.TextChoices):

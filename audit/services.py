@@ -67,8 +67,7 @@ def audit_event_record(
         raise transaction.TransactionManagementError(
             "audit_event_record() must run inside the transaction of the change it records"
         )
-    # Lock the head: whoever holds it appends next; the rest wait until this transaction ends.
-    head = AuditChainHead.objects.select_for_update().get(pk=1)
+    head = _lock_chain_head()
     fields: dict[str, Any] = {
         "sequence": head.sequence + 1,
         "occurred_at": timezone.now(),
@@ -85,3 +84,19 @@ def audit_event_record(
     event = AuditEvent.objects.create(**fields, prev_hash=head.hash, hash=digest)
     AuditChainHead.objects.filter(pk=1).update(sequence=event.sequence, hash=digest)
     return event
+
+
+def _lock_chain_head() -> AuditChainHead:
+    """Lock the chain head: whoever holds it appends next; the rest wait for this commit.
+
+    The migration creates the head. Should it be missing (a database flushed by a test
+    runner), it is recreated at the genesis; if events survived, the next one then collides
+    with an existing sequence number and the write fails loudly instead of forking the chain.
+    """
+    try:
+        return AuditChainHead.objects.select_for_update().get(pk=1)
+    except AuditChainHead.DoesNotExist:
+        AuditChainHead.objects.bulk_create(
+            [AuditChainHead(pk=1, sequence=0, hash=chain.GENESIS_HASH)], ignore_conflicts=True
+        )
+        return AuditChainHead.objects.select_for_update().get(pk=1)

@@ -19,6 +19,7 @@ User = AbstractBaseUser | AnonymousUser
 REVIEW = "capabilities.review_capability"
 RESOLVE_ESCALATIONS = "capabilities.resolve_escalations"
 MANAGE = "capabilities.manage_capability"
+VIEW = "capabilities.view_capability"
 
 
 class _SuggestionLike(Protocol):
@@ -52,12 +53,13 @@ def escalation_capabilities(user: Any) -> QuerySet[Capability]:
 
 
 def visible_capabilities(user: Any) -> QuerySet[Capability]:
-    """The capabilities whose suggestions ``user`` may read: reviewable or escalation-resolvable."""
+    """The capabilities ``user`` may see at all: those they manage, review, resolve escalations
+    for, or were granted ``view_capability`` on (superusers: all)."""
     if not user.is_active:
         return Capability.objects.none()
     return get_objects_for_user(
         user,
-        [REVIEW, RESOLVE_ESCALATIONS],
+        [MANAGE, REVIEW, RESOLVE_ESCALATIONS, VIEW],
         klass=Capability,
         any_perm=True,
         accept_global_perms=False,

@@ -20,6 +20,24 @@ class RouteReason(enum.StrEnum):
     CONFIDENCE_BETWEEN_THRESHOLDS = "confidence_between_thresholds"
 
 
+ROUTE_REASON_TEXT = {
+    RouteReason.CONFIDENCE_AT_OR_ABOVE_AUTO_APPROVE: (
+        "Confidence at or above the auto-approve threshold: approved without review."
+    ),
+    RouteReason.CONFIDENCE_BELOW_AUTO_REJECT: (
+        "Confidence below the auto-reject threshold: rejected without review."
+    ),
+    RouteReason.CONFIDENCE_BETWEEN_THRESHOLDS: (
+        "Confidence between the thresholds: a person decides."
+    ),
+}
+
+
+def describe_route_reason(reason: str) -> str:
+    """A sentence for people; unknown reasons (from later versions) are shown as they are."""
+    return ROUTE_REASON_TEXT.get(reason, reason)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
 class Route:
     outcome: RouteOutcome

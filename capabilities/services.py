@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from guardian.shortcuts import assign_perm, get_user_perms
 
 from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
@@ -105,7 +106,9 @@ def _policy_insert(
         note=note,
         created_by=created_by,
     )
-    policy.full_clean(exclude=["capability", "version"])
+    # Field checks first, then the ordering check, so each error names its field; the database
+    # constraint stays as the backstop.
+    policy.full_clean(exclude=["capability", "version"], validate_constraints=False)
     _check_thresholds_ordered(policy)
     policy.save()
     audit_event_record(
@@ -175,6 +178,51 @@ def api_token_issue(*, client: ApiClient, actor: Actor) -> IssuedToken:
             data={"client": client.name, "prefix": token.prefix},
         )
     return IssuedToken(token=token, secret=secret)
+
+
+def api_token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
+    """Revoke ``token`` now; it stops authenticating at once. Revoking twice changes nothing."""
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().select_related("client").get(pk=token.pk)
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+            audit_event_record(
+                actor=actor,
+                action=AuditAction.API_TOKEN_REVOKED,
+                subject=Subject.of(token),
+                data={"client": token.client.name, "prefix": token.prefix},
+            )
+    return token
+
+
+def permission_grant(
+    *, user: Any, permission: str, capability: Capability | None = None, actor: Actor
+) -> bool:
+    """Grant ``user`` a permission (``app_label.codename``), on one capability or globally.
+
+    Audited as ``permission.granted`` (who, whom, what, where). Returns False, and records
+    nothing, when the user already held it directly.
+    """
+    app_label, codename = permission.split(".", 1)
+    with transaction.atomic():
+        if capability is None:
+            held = user.user_permissions.filter(
+                content_type__app_label=app_label, codename=codename
+            ).exists()
+        else:
+            held = codename in get_user_perms(user, capability)
+        if held:
+            return False
+        assign_perm(permission, user, capability)
+        audit_event_record(
+            actor=actor,
+            action=AuditAction.PERMISSION_GRANTED,
+            subject=Subject("user", str(user.pk)),
+            capability=capability.key if capability else "",
+            data={"user": user.get_username(), "permission": permission},
+        )
+    return True
 
 
 def token_hash(secret: str) -> str:

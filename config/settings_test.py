@@ -1,7 +1,8 @@
-"""Test settings: the real settings, on PostgreSQL whenever one answers.
+"""Test settings: the real settings, on PostgreSQL and Redis whenever they answer.
 
-``DATABASE_URL`` wins when set. Otherwise the suite uses the local PostgreSQL if port 5432
-answers, and falls back to SQLite. Tests that need PostgreSQL are marked ``postgres``; with
+``DATABASE_URL`` and ``REDIS_URL`` win when set. Otherwise the suite uses the local PostgreSQL
+if port 5432 answers (else SQLite) and the local Redis if port 6379 answers (else an in-memory
+cache). Tests that need a service are marked ``postgres`` or ``redis``; with
 ``SIGNOFF_REQUIRE_SERVICES=1`` (as in CI) a missing service fails the run instead of skipping.
 """
 
@@ -20,6 +21,8 @@ def _answers(host: str, port: int) -> bool:
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 if "DATABASE_URL" not in os.environ and _answers("127.0.0.1", 5432):
     os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/signoff"
+if "REDIS_URL" not in os.environ and _answers("127.0.0.1", 6379):
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/0"
 
 from config.settings import *  # noqa: E402, F403
 
@@ -34,3 +37,6 @@ SECURE_COOKIES = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+# Keep concurrent test runs (and a demo on the same Redis) from reading each other's keys.
+CACHES["default"]["KEY_PREFIX"] = f"test-{os.getpid()}"  # noqa: F405

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from capabilities.models import ApiClient, Capability, Policy
+from capabilities.policies import describe_route_reason
 
 
 class SuggestionStatus(models.TextChoices):
@@ -110,6 +111,10 @@ class Suggestion(models.Model):
     @property
     def is_override(self) -> bool:
         return self.final_payload is not None and self.final_payload != self.payload
+
+    @property
+    def route_reason_text(self) -> str:
+        return describe_route_reason(self.route_reason)
 
 
 class DecisionOutcome(models.TextChoices):

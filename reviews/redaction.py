@@ -20,7 +20,9 @@ SENSITIVE_KEY = re.compile(
 )
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("email", re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")),
+    # The lookbehind starts a match only where a run of address characters starts: without it
+    # a long run with no "@" is rescanned from every position, quadratic in its length.
+    ("email", re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
     ("bearer", re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)),
     ("api_key", re.compile(r"\b(sk|pk|rk|sgf)[-_][A-Za-z0-9_-]{16,}\b|\bAKIA[0-9A-Z]{16}\b")),
     ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")),

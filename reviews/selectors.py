@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from capabilities.models import ApiClient
@@ -14,20 +14,29 @@ from capabilities.permissions import (
     escalation_capabilities,
     reviewable_capabilities,
 )
-from reviews.models import Suggestion, SuggestionStatus
+from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
+
+
+def suggestions_decidable_by(*, user: Any) -> QuerySet[Suggestion]:
+    """Open suggestions ``user`` may decide, as ``reviews.permissions.can_decide_suggestion``
+    says, in one query: pending ones of capabilities they review, and escalated ones of
+    capabilities they resolve escalations for, except those they escalated themselves."""
+    escalated_by_user = Decision.objects.filter(
+        suggestion=OuterRef("pk"), outcome=DecisionOutcome.ESCALATED, reviewer=user
+    )
+    return Suggestion.objects.filter(
+        Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
+        | Q(
+            Q(status=SuggestionStatus.ESCALATED, capability__in=escalation_capabilities(user))
+            & ~Exists(escalated_by_user)
+        )
+    )
 
 
 def suggestion_queue(*, user: Any) -> QuerySet[Suggestion]:
-    """Open suggestions ``user`` may work on, oldest first.
-
-    Pending ones of the capabilities they review, and escalated ones of the capabilities they
-    resolve escalations for. Related rows the queue page shows are fetched in the same query.
-    """
+    """The queue page: suggestions ``user`` may decide, oldest first, with what the page shows."""
     return (
-        Suggestion.objects.filter(
-            Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
-            | Q(status=SuggestionStatus.ESCALATED, capability__in=escalation_capabilities(user))
-        )
+        suggestions_decidable_by(user=user)
         .select_related("capability", "policy", "claimed_by")
         .order_by("created_at", "id")
     )

@@ -15,20 +15,14 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
 from capabilities import handlers
 from capabilities.models import ApiClient, Capability
-from capabilities.permissions import (
-    can_resolve_escalations,
-    can_review_capability,
-    can_submit_to_capability,
-    escalation_capabilities,
-    reviewable_capabilities,
-)
+from capabilities.permissions import can_submit_to_capability
 from capabilities.policies import RouteOutcome, route_by_confidence
 from capabilities.services import policy_active
 from config.jobs import enqueue_on_commit
@@ -41,7 +35,9 @@ from reviews.models import (
     Suggestion,
     SuggestionStatus,
 )
+from reviews.permissions import can_decide_suggestion
 from reviews.redaction import redactor
+from reviews.selectors import suggestions_decidable_by
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +203,7 @@ def suggestion_claim_next(*, user: Any) -> Suggestion | None:
     now = timezone.now()
     with transaction.atomic():
         held = (
-            _decidable_by(user)
+            suggestions_decidable_by(user=user)
             .filter(claimed_by=user, claim_expires_at__gt=now)
             .order_by("created_at")
             .first()
@@ -215,7 +211,7 @@ def suggestion_claim_next(*, user: Any) -> Suggestion | None:
         if held is not None:
             return held
         candidate = (
-            _decidable_by(user)
+            suggestions_decidable_by(user=user)
             .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lte=now))
             .order_by("created_at")
             .select_for_update(skip_locked=True, of=("self",))
@@ -425,33 +421,11 @@ def _lock(suggestion_id: Any) -> Suggestion:
     )
 
 
-def _decidable_by(user: Any) -> Any:
-    """Open suggestions ``user`` may decide: pending ones of capabilities they review, and
-    escalated ones of capabilities they resolve escalations for, except what they escalated."""
-    escalated_by_user = Decision.objects.filter(
-        suggestion=OuterRef("pk"), outcome=DecisionOutcome.ESCALATED, reviewer=user
-    )
-    return Suggestion.objects.filter(
-        Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
-        | Q(
-            Q(status=SuggestionStatus.ESCALATED, capability__in=escalation_capabilities(user))
-            & ~Exists(escalated_by_user)
-        )
-    )
-
-
 def _check_may_decide(user: Any, suggestion: Suggestion, now: dt.datetime) -> None:
-    if suggestion.status == SuggestionStatus.PENDING_REVIEW:
-        allowed = can_review_capability(user, suggestion.capability)
-    elif suggestion.status == SuggestionStatus.ESCALATED:
-        allowed = can_resolve_escalations(user, suggestion.capability) and not (
-            suggestion.decisions.filter(outcome=DecisionOutcome.ESCALATED, reviewer=user).exists()
-        )
-    else:
-        raise AlreadyDecided(
-            f"This suggestion was already {suggestion.get_status_display().lower()}."
-        )
-    if not allowed:
+    if not suggestion.is_open:
+        status = suggestion.get_status_display().lower()
+        raise AlreadyDecided(f"This suggestion was already {status}.")
+    if not can_decide_suggestion(user, suggestion):
         raise PermissionDenied("You may not decide this suggestion.")
     if suggestion.claimed_by_id not in (None, user.pk) and _claim_live(suggestion, now):
         raise ClaimedByOther(f"{suggestion.claimed_by} is reviewing this suggestion.")

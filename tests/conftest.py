@@ -16,20 +16,47 @@ from tests.factories import ApiClientFactory, CapabilityFactory, UserFactory
 REQUIRE_SERVICES = os.environ.get("SIGNOFF_REQUIRE_SERVICES") == "1"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``postgres`` tests on SQLite, unless services are required: then fail them."""
+def _missing_services() -> dict[str, str]:
+    """Each service marker whose service this run lacks, with the reason."""
     from django.conf import settings
 
+    missing = {}
     engine = settings.DATABASES["default"]["ENGINE"]
-    if "postgresql" in engine:
-        return
-    reason = f"needs PostgreSQL; the test database is {engine}"
+    if "postgresql" not in engine:
+        missing["postgres"] = f"needs PostgreSQL; the test database is {engine}"
+    if not settings.REDIS_URL:
+        missing["redis"] = "needs Redis; REDIS_URL is not set and 127.0.0.1:6379 does not answer"
+    return missing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests whose service is missing, unless services are required: then stop the run."""
+    missing = _missing_services()
     for item in items:
-        if item.get_closest_marker("postgres"):
-            if REQUIRE_SERVICES:
-                item.add_marker(pytest.mark.xfail(reason=reason, run=False, strict=True))
-                raise pytest.UsageError(f"SIGNOFF_REQUIRE_SERVICES=1 but {item.nodeid} {reason}")
-            item.add_marker(pytest.mark.skip(reason=reason))
+        for marker, reason in missing.items():
+            if item.get_closest_marker(marker):
+                if REQUIRE_SERVICES:
+                    raise pytest.UsageError(
+                        f"SIGNOFF_REQUIRE_SERVICES=1 but {item.nodeid} {reason}"
+                    )
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under SIGNOFF_REQUIRE_SERVICES=1 (CI), a skipped test fails the run."""
+    if REQUIRE_SERVICES and _skipped and exitstatus == 0:
+        print(f"\nSIGNOFF_REQUIRE_SERVICES=1 and {len(_skipped)} test(s) were skipped:")
+        for nodeid in _skipped:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -1,0 +1,108 @@
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from audit import chain
+from audit.models import AuditAction, AuditChainHead, AuditEvent
+from audit.services import Actor, Subject, audit_event_record
+
+pytestmark = pytest.mark.django_db
+
+
+def record(n: int = 1) -> list[AuditEvent]:
+    with transaction.atomic():
+        return [
+            audit_event_record(
+                actor=Actor.system("tests"),
+                action=AuditAction.POLICY_PUBLISHED,
+                subject=Subject("policy", str(i)),
+                capability="refunds.issue",
+                data={"version": i, "note": "café ☕"},
+            )
+            for i in range(n)
+        ]
+
+
+def test_events_are_numbered_contiguously_and_chained():
+    start = AuditChainHead.objects.get().sequence
+    events = record(3)
+    assert [e.sequence for e in events] == [start + 1, start + 2, start + 3]
+    assert events[1].prev_hash == events[0].hash
+    assert events[2].prev_hash == events[1].hash
+    head = AuditChainHead.objects.get()
+    assert (head.sequence, head.hash) == (events[2].sequence, events[2].hash)
+
+
+def test_stored_event_hash_recomputes_from_its_stored_fields():
+    (event,) = record()
+    stored = AuditEvent.objects.get(pk=event.pk)
+    fields = {
+        name: getattr(stored, name)
+        for name in (
+            "sequence",
+            "occurred_at",
+            "actor_type",
+            "actor_id",
+            "actor_label",
+            "action",
+            "subject_type",
+            "subject_id",
+            "capability",
+            "data",
+        )
+    }
+    assert chain.event_hash(fields, stored.prev_hash) == stored.hash
+
+
+def test_a_rolled_back_change_leaves_no_event_and_no_gap():
+    before = AuditChainHead.objects.get().sequence
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record()
+        raise RuntimeError("the change failed")
+    assert AuditChainHead.objects.get().sequence == before
+    (event,) = record()
+    assert event.sequence == before + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recording_outside_a_transaction_is_refused():
+    with pytest.raises(transaction.TransactionManagementError):
+        audit_event_record(
+            actor=Actor.system(),
+            action=AuditAction.POLICY_PUBLISHED,
+            subject=Subject("policy", "1"),
+        )
+    assert not AuditEvent.objects.exists()
+
+
+def test_orm_refuses_to_change_or_delete_events():
+    (event,) = record()
+    event.action = AuditAction.DECISION_RECORDED
+    with pytest.raises(TypeError):
+        event.save()
+    with pytest.raises(TypeError):
+        event.delete()
+    with pytest.raises(TypeError):
+        AuditEvent.objects.filter(pk=event.pk).update(action="x")
+    with pytest.raises(TypeError):
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get(pk=event.pk).action == AuditAction.POLICY_PUBLISHED
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE audit_auditevent SET action = 'forged'",
+        "UPDATE audit_auditevent SET data = '{}' WHERE sequence = 1",
+        "DELETE FROM audit_auditevent",
+    ],
+)
+def test_database_refuses_raw_update_and_delete(sql):
+    (event,) = record()
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql)
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.action, stored.hash) == (event.action, event.hash)

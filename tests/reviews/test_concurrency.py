@@ -1,0 +1,98 @@
+"""Races between reviewers, on PostgreSQL with real connections and real commits."""
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from audit.models import AuditEvent
+from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
+from reviews.services import AlreadyDecided, decision_record, suggestion_claim_next
+from tests.factories import submit
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def run_together(workers: list[Callable[[], Any]]) -> list[Any]:
+    """Start every worker at the same moment, each on its own connection; collect results."""
+    barrier = threading.Barrier(len(workers))
+    results: list[Any] = [None] * len(workers)
+
+    def run(index: int, work: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            results[index] = work()
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def test_eight_reviewers_working_a_queue_of_200_never_share_an_item(
+    capability, api_client_row, make_reviewer
+):
+    for number in range(200):
+        submit(api_client_row, capability, external_id=f"ticket-{number}")
+    reviewers = [make_reviewer(capability, username=f"reviewer{n}") for n in range(8)]
+
+    def work_queue(user: Any) -> Callable[[], list[str]]:
+        def work() -> list[str]:
+            claimed = []
+            while (item := suggestion_claim_next(user=user)) is not None:
+                claimed.append(str(item.pk))
+                decision_record(user=user, suggestion_id=item.pk, outcome=DecisionOutcome.APPROVED)
+            return claimed
+
+        return work
+
+    results = run_together([work_queue(user) for user in reviewers])
+    assert not [r for r in results if isinstance(r, Exception)], results
+    claimed = [pk for per_reviewer in results for pk in per_reviewer]
+    assert len(claimed) == 200
+    assert len(set(claimed)) == 200
+    assert sum(1 for per_reviewer in results if per_reviewer) > 1  # the work was shared
+    assert not Suggestion.objects.exclude(status=SuggestionStatus.APPROVED).exists()
+    assert Decision.objects.filter(is_final=True, reviewer__isnull=False).count() == 200
+    claims = Counter(
+        AuditEvent.objects.filter(action="suggestion.claimed").values_list("subject_id", flat=True)
+    )
+    assert len(claims) == 200 and set(claims.values()) == {1}
+    sequences = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+
+
+def test_two_concurrent_decisions_on_one_item_leave_exactly_one(
+    capability, api_client_row, make_reviewer
+):
+    suggestion = submit(api_client_row, capability)
+    rita, sam = make_reviewer(capability), make_reviewer(capability)
+    results = run_together(
+        [
+            lambda: decision_record(user=rita, suggestion_id=suggestion.pk, outcome="approved"),
+            lambda: decision_record(
+                user=sam, suggestion_id=suggestion.pk, outcome="rejected", reason="Wrong order"
+            ),
+        ]
+    )
+    decisions = [r for r in results if isinstance(r, Decision)]
+    refusals = [r for r in results if isinstance(r, AlreadyDecided)]
+    assert len(decisions) == 1 and len(refusals) == 1, results
+    assert Decision.objects.filter(suggestion=suggestion).count() == 1
+    suggestion.refresh_from_db()
+    assert (
+        suggestion.status == {"approved": "approved", "rejected": "rejected"}[decisions[0].outcome]
+    )
+    assert (
+        AuditEvent.objects.filter(subject_id=str(suggestion.pk), action="decision.recorded").count()
+        == 1
+    )
