@@ -1,0 +1,241 @@
+"""The REST API for systems: submit a suggestion, read one, list your own.
+
+Each view validates with a serializer, calls one service or selector, and serializes the
+answer. Errors are shaped by ``reviews.api_support.api_exception_handler``.
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.http import HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve, reverse
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from capabilities.models import ApiClient
+from capabilities.permissions import can_submit_to_capability
+from reviews.api_support import CapabilityNotInScope, error_body
+from reviews.models import Decision, Suggestion
+from reviews.selectors import (
+    access_suggestion,
+    suggestion_list_for_client,
+    suggestion_list_for_user,
+)
+from reviews.serializers import (
+    ErrorSerializer,
+    SuggestionListQuerySerializer,
+    SuggestionSerializer,
+    SuggestionSubmitSerializer,
+)
+from reviews.services import suggestion_submit
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """Describes ``ApiTokenAuthentication`` in the OpenAPI schema as HTTP bearer auth."""
+
+    target_class = "capabilities.authentication.ApiTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return build_bearer_security_scheme_object(
+            header_name="Authorization",
+            token_prefix="Bearer",  # noqa: S106 - the scheme name, not a secret
+        )
+
+
+class SubmitsAsApiClient(BasePermission):
+    """Only API clients write; people signed in to the pages may only read."""
+
+    message = "Only API clients submit suggestions: send Authorization: Bearer <token>."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return request.method in SAFE_METHODS or isinstance(request.user, ApiClient)
+
+
+class SuggestionCursorPagination(CursorPagination):
+    """Keyset pagination, newest first: pages stay stable while new suggestions arrive.
+
+    The cursor holds the last ``created_at`` seen (and an offset among rows sharing it).
+
+    A cursor that cannot be decoded, or whose position is not a point in time, is a 400
+    naming ``cursor`` (never a database error).
+    """
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        invalid = exceptions.ValidationError({self.cursor_query_param: ["Invalid cursor."]})
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise invalid from None
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = parse_datetime(str(cursor.position))
+            except ValueError:
+                position = None
+            if position is None or position.tzinfo is None:
+                raise invalid
+        return cursor
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        for link in ("next", "previous"):
+            paginated["properties"][link]["example"] = (
+                "https://signoff.example/api/v1/suggestions/?cursor=cD0yMDI2LTAxLTAx"
+            )
+        return paginated
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+_INVALID = _error("A field is invalid; `fields` names it (`invalid`, or `parse_error`).")
+_UNAUTHENTICATED = _error("No token, or an invalid or revoked one.")
+_NOT_FOUND = _error("No such suggestion, or not one the caller may read.")
+
+_SUBMIT_EXAMPLE = OpenApiExample(
+    "A refund",
+    request_only=True,
+    value={
+        "capability": "refunds.issue",
+        "external_id": "ticket-8812",
+        "payload": {"amount": "120.00", "currency": "EUR", "order": "A-1"},
+        "confidence": 0.87,
+        "model": {"name": "gpt-4o", "version": "2024-08-06", "provider": "openai"},
+        "prompt": "Customer asks for a refund of order A-1.",
+        "context": {"channel": "email"},
+        "usage": {"input_tokens": 1200, "output_tokens": 300, "cost": "0.0042"},
+        "attempt": 1,
+        "callback_url": "https://example.invalid/hooks/signoff",
+    },
+)
+
+
+class SuggestionListCreateApi(APIView):
+    """``/api/v1/suggestions/``: submit a suggestion, or list the ones the caller may read."""
+
+    permission_classes = [IsAuthenticated, SubmitsAsApiClient]
+    pagination_class = SuggestionCursorPagination
+
+    @extend_schema(
+        summary="List suggestions",
+        description=(
+            "An API client sees the suggestions it submitted; a signed-in person sees those of "
+            "the capabilities they may review. Newest first, 50 a page (`page_size` up to 200); "
+            "follow `next` to walk the pages."
+        ),
+        parameters=[SuggestionListQuerySerializer],
+        responses={200: SuggestionSerializer(many=True), 400: _INVALID, 401: _UNAUTHENTICATED},
+    )
+    def get(self, request: Request) -> Response:
+        query = SuggestionListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        if isinstance(request.user, ApiClient):
+            suggestions = suggestion_list_for_client(client=request.user, **query.validated_data)
+        else:
+            suggestions = suggestion_list_for_user(user=request.user, **query.validated_data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(_with_decisions(suggestions), request, view=self)
+        return paginator.get_paginated_response(SuggestionSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Submit a suggestion",
+        description=(
+            "Validates, redacts the prompt and context, and routes the suggestion by the "
+            "capability's active policy: `auto_approved`, `auto_rejected` or `pending_review`. "
+            "`route` says why and which policy version decided. A refused request stores "
+            "nothing."
+        ),
+        request=SuggestionSubmitSerializer,
+        responses={
+            201: SuggestionSerializer,
+            400: _INVALID,
+            401: _UNAUTHENTICATED,
+            403: _error(
+                "`capability_not_in_scope`: the token may not submit to this capability; "
+                "`permission_denied`: the caller is not an API client."
+            ),
+            413: _error("`payload_too_large`: the body is over the size limit (256 KB)."),
+        },
+        examples=[_SUBMIT_EXAMPLE],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SuggestionSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        client: ApiClient = request.user  # type: ignore[assignment]  # SubmitsAsApiClient
+        capability = serializer.validated_data["capability"]
+        if not can_submit_to_capability(client, capability):
+            raise CapabilityNotInScope(f"This token may not submit to {capability.key}.")
+        try:
+            suggestion = suggestion_submit(client=client, **serializer.validated_data)
+        except PermissionDenied as exc:  # the scope changed since the check above
+            raise CapabilityNotInScope(str(exc)) from None
+        location = reverse("suggestion-detail", kwargs={"suggestion_id": suggestion.pk})
+        return Response(
+            SuggestionSerializer(suggestion).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": location},
+        )
+
+
+class SuggestionDetailApi(APIView):
+    """``/api/v1/suggestions/{id}/``: one suggestion with its decisions and execution."""
+
+    @extend_schema(
+        summary="Read a suggestion",
+        description=(
+            "Its status, decisions and execution. Only its submitter, or a person allowed on its "
+            "capability, may read it; anyone else gets 404, as if it did not exist."
+        ),
+        parameters=[
+            OpenApiParameter("suggestion_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+        ],
+        responses={200: SuggestionSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND},
+    )
+    def get(self, request: Request, suggestion_id: str) -> Response:
+        suggestion = access_suggestion(request.user, suggestion_id)
+        prefetch_related_objects([suggestion], _decisions_with_reviewers())
+        return Response(SuggestionSerializer(suggestion).data)
+
+
+@csrf_exempt  # it changes nothing, whatever the method
+def endpoint_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other path under the API: 404 in the API's error shape, not an HTML page.
+
+    A path that exists with a trailing slash says so, instead of being redirected (a redirect
+    would turn a POST into a GET and lose its body).
+    """
+    message = f"There is no API endpoint at {request.path}."
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not endpoint_not_found:
+            message += f" Did you mean {request.path}/ (with the trailing slash)?"
+    return JsonResponse(error_body("not_found", message), status=404)
+
+
+def _decisions_with_reviewers() -> Prefetch:
+    return Prefetch("decisions", queryset=Decision.objects.select_related("reviewer"))
+
+
+def _with_decisions(suggestions: QuerySet[Suggestion]) -> QuerySet[Suggestion]:
+    # One query for all decisions of a page, reviewers joined, whatever the page size.
+    return suggestions.prefetch_related(_decisions_with_reviewers())
