@@ -2,7 +2,13 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
+
+admin.site.site_header = "Signoff admin"
+admin.site.site_title = "Signoff"
+admin.site.index_title = "Capabilities, policies and the audit trail"
 
 urlpatterns = [
     path("", include("reviews.urls")),
@@ -10,4 +16,5 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("favicon.ico", RedirectView.as_view(url=static("signoff/favicon.svg"), permanent=True)),
 ]

@@ -1,2 +1,18 @@
+"""The reviewer's pages, mounted at the site root."""
+
+from django.urls import path
+
+from reviews import views
+
 app_name = "reviews"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.queue, name="queue"),
+    path("claim-next/", views.claim_next, name="claim_next"),
+    path("suggestions/<uuid:pk>/", views.review, name="review"),
+    path("suggestions/<uuid:pk>/claim/", views.claim, name="claim"),
+    path("suggestions/<uuid:pk>/release/", views.release, name="release"),
+    path("suggestions/<uuid:pk>/approve/", views.approve, name="approve"),
+    path("suggestions/<uuid:pk>/reject/", views.reject, name="reject"),
+    path("suggestions/<uuid:pk>/escalate/", views.escalate, name="escalate"),
+    path("suggestions/<uuid:pk>/edit/", views.edit, name="edit"),
+]
