@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.db import models
 
 
@@ -25,14 +27,14 @@ class ActorType(models.TextChoices):
     SYSTEM = "system", "System"
 
 
-class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+class AppendOnlyQuerySet(models.QuerySet[Any]):
     """Refuses bulk changes: the trail is append-only (the database refuses them too)."""
 
     def update(self, **kwargs: object) -> int:
-        raise TypeError("audit events are append-only: they cannot be updated")
+        raise TypeError("the audit trail is append-only: rows cannot be updated")
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        raise TypeError("audit events are append-only: they cannot be deleted")
+        raise TypeError("the audit trail is append-only: rows cannot be deleted")
 
 
 class AuditEvent(models.Model):
@@ -71,7 +73,7 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, unique=True, editable=False)
 
-    objects = AuditEventQuerySet.as_manager()
+    objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         ordering = ["sequence"]
@@ -98,12 +100,16 @@ class AuditChainHead(models.Model):
     """The single row that serialises appends: the last sequence number and hash.
 
     Every append locks this row, so sequence numbers stay contiguous (a database sequence would
-    leave gaps on rollback) and each event is chained to the one committed before it.
+    leave gaps on rollback) and each event is chained to the one committed before it. It also
+    remembers up to where a checkpoint was last requested, so that crossing the checkpoint
+    interval asks for one checkpoint, not one per event.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     sequence = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64)
+    checkpoint_requested_sequence = models.PositiveBigIntegerField(default=0)
+    checkpoint_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -112,3 +118,40 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"chain head #{self.sequence}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement that the chain had ``head_hash`` at ``sequence`` at ``signed_at``.
+
+    Exported beyond the database's reach (``audit_checkpoint --export``, or appended to
+    ``SIGNOFF_AUDIT_CHECKPOINT_FILE`` as it is written), checkpoints reveal what the chain
+    alone cannot: a cut tail, or a history rewritten and re-hashed after the fact. Append-only
+    like the events.
+
+    ``algorithm`` is ``ed25519`` (signed with ``SIGNOFF_AUDIT_SIGNING_KEY``, verifiable with
+    the public key alone) or ``hmac-sha256`` (keyed with ``SIGNOFF_AUDIT_HMAC_KEY``);
+    ``key_id`` names the key (a fingerprint), ``signature`` is hex.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    head_hash = models.CharField(max_length=64, editable=False)
+    signed_at = models.DateTimeField(editable=False)
+    algorithm = models.CharField(max_length=16, editable=False)
+    key_id = models.CharField(max_length=64, editable=False)
+    signature = models.CharField(max_length=256, editable=False)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.sequence}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise TypeError("checkpoints are append-only: they cannot be changed")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise TypeError("checkpoints are append-only: they cannot be deleted")

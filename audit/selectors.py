@@ -1,8 +1,15 @@
 """Reads of the audit trail."""
 
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
 from django.db.models import QuerySet
 
-from audit.models import AuditEvent
+from audit import chain
+from audit.export import COLUMNS
+from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from audit.verification import Checkpoint
 
 
 def audit_events_for(*, subject_type: str, subject_id: str) -> QuerySet[AuditEvent]:
@@ -10,3 +17,60 @@ def audit_events_for(*, subject_type: str, subject_id: str) -> QuerySet[AuditEve
     return AuditEvent.objects.filter(subject_type=subject_type, subject_id=subject_id).order_by(
         "sequence"
     )
+
+
+def audit_event_list(
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    actor: str = "",
+    capability: str = "",
+    action: str = "",
+    subject_type: str = "",
+    subject_id: str = "",
+) -> QuerySet[AuditEvent]:
+    """Events matching every given filter, in chain order. ``until`` is exclusive; ``actor``
+    matches the actor's label exactly, case-insensitively."""
+    events = AuditEvent.objects.all()
+    if since is not None:
+        events = events.filter(occurred_at__gte=since)
+    if until is not None:
+        events = events.filter(occurred_at__lt=until)
+    if actor:
+        events = events.filter(actor_label__iexact=actor)
+    if capability:
+        events = events.filter(capability=capability)
+    if action:
+        events = events.filter(action=action)
+    if subject_type:
+        events = events.filter(subject_type=subject_type)
+    if subject_id:
+        events = events.filter(subject_id=subject_id)
+    return events.order_by("sequence")
+
+
+def audit_event_rows(
+    events: QuerySet[AuditEvent], chunk_size: int = 5000
+) -> Iterator[dict[str, Any]]:
+    """Stream ``events`` as plain rows (``export.COLUMNS``), a chunk at a time.
+
+    On PostgreSQL this is a server-side cursor: memory stays flat over millions of rows.
+    """
+    for values in events.values_list(*COLUMNS).iterator(chunk_size=chunk_size):
+        yield dict(zip(COLUMNS, values, strict=True))
+
+
+def audit_checkpoints() -> list[Checkpoint]:
+    """Every stored checkpoint, oldest first."""
+    return [
+        Checkpoint.from_mapping(row)
+        for row in AuditCheckpoint.objects.order_by("sequence").values(
+            "sequence", "head_hash", "signed_at", "algorithm", "key_id", "signature"
+        )
+    ]
+
+
+def audit_chain_head() -> tuple[int, str]:
+    """The (sequence, hash) the database records as the chain's end."""
+    head = AuditChainHead.objects.filter(pk=1).values_list("sequence", "hash").first()
+    return head if head is not None else (0, chain.GENESIS_HASH)

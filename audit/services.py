@@ -1,13 +1,20 @@
 """The one way to write to the audit trail."""
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from audit import chain
-from audit.models import ActorType, AuditAction, AuditChainHead, AuditEvent
+from audit import chain, signing
+from audit.models import ActorType, AuditAction, AuditChainHead, AuditCheckpoint, AuditEvent
+from audit.verification import Checkpoint
+from config.jobs import enqueue_on_commit
+
+logger = logging.getLogger(__name__)
 
 
 class _UserLike(Protocol):
@@ -82,8 +89,77 @@ def audit_event_record(
     }
     digest = chain.event_hash(fields, head.hash)
     event = AuditEvent.objects.create(**fields, prev_hash=head.hash, hash=digest)
-    AuditChainHead.objects.filter(pk=1).update(sequence=event.sequence, hash=digest)
+    head_update: dict[str, Any] = {"sequence": event.sequence, "hash": digest}
+    head_update.update(_checkpoint_request(head, event))
+    AuditChainHead.objects.filter(pk=1).update(**head_update)
     return event
+
+
+def audit_checkpoint_write() -> AuditCheckpoint | None:
+    """Sign and store a checkpoint of the chain's current head, if it moved since the last one.
+
+    Returns the new checkpoint, or None when there is nothing new to sign. When
+    ``SIGNOFF_AUDIT_CHECKPOINT_FILE`` is set, the checkpoint is also appended there as a JSON
+    line once it commits.
+    """
+    with transaction.atomic():
+        head = _lock_chain_head()  # appends wait a moment: the head cannot move while signing
+        latest = AuditCheckpoint.objects.order_by("-sequence").first()
+        if head.sequence == 0 or (latest is not None and latest.sequence >= head.sequence):
+            return None
+        signed_at = chain.format_timestamp(timezone.now())
+        message = signing.checkpoint_message(
+            sequence=head.sequence, head_hash=head.hash, signed_at=signed_at
+        )
+        signature = signing.sign(message)
+        record = Checkpoint(
+            sequence=head.sequence,
+            head_hash=head.hash,
+            signed_at=signed_at,
+            algorithm=signature.algorithm,
+            key_id=signature.key_id,
+            signature=signature.signature,
+        )
+        checkpoint = AuditCheckpoint.objects.create(
+            **{**record.as_dict(), "signed_at": parse_datetime(signed_at)}
+        )
+        path = settings.SIGNOFF_AUDIT_CHECKPOINT_FILE
+        if path:
+            line = chain.canonical_json(record.as_dict())
+            transaction.on_commit(lambda: _append_line(path, line))
+    return checkpoint
+
+
+def _checkpoint_request(head: AuditChainHead, event: AuditEvent) -> dict[str, Any]:
+    """Ask for a checkpoint once ``CHECKPOINT_EVERY`` events or ``CHECKPOINT_MINUTES`` passed
+    since the last request; the head remembers the request, so one crossing asks once."""
+    if head.checkpoint_requested_at is None:  # a new chain: start counting, sign later
+        return {
+            "checkpoint_requested_sequence": event.sequence,
+            "checkpoint_requested_at": event.occurred_at,
+        }
+    events_since = event.sequence - head.checkpoint_requested_sequence
+    waited = event.occurred_at - head.checkpoint_requested_at
+    if (
+        events_since < settings.SIGNOFF_AUDIT_CHECKPOINT_EVERY
+        and waited.total_seconds() < settings.SIGNOFF_AUDIT_CHECKPOINT_MINUTES * 60
+    ):
+        return {}
+    from audit.tasks import write_checkpoint  # tasks import services
+
+    enqueue_on_commit(write_checkpoint)
+    return {
+        "checkpoint_requested_sequence": event.sequence,
+        "checkpoint_requested_at": event.occurred_at,
+    }
+
+
+def _append_line(path: str, line: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(line + "\n")
+    except OSError:
+        logger.exception("could not append the audit checkpoint to %s", path)
 
 
 def _lock_chain_head() -> AuditChainHead:

@@ -190,6 +190,18 @@ SIGNOFF_CLAIM_TTL_SECONDS = env_int("SIGNOFF_CLAIM_TTL_SECONDS", 15 * 60)
 # Extra regular expressions whose matches are redacted from prompts and contexts (comma-separated).
 SIGNOFF_REDACT_PATTERNS = env_list("SIGNOFF_REDACT_PATTERNS", [])
 
+# --- Audit trail ------------------------------------------------------------------------------
+
+# A signed checkpoint of the chain's head is written every N events or T minutes, whichever
+# comes first while events flow (see audit/signing.py for the keys).
+SIGNOFF_AUDIT_CHECKPOINT_EVERY = env_int("SIGNOFF_AUDIT_CHECKPOINT_EVERY", 1000)
+SIGNOFF_AUDIT_CHECKPOINT_MINUTES = env_int("SIGNOFF_AUDIT_CHECKPOINT_MINUTES", 60)
+# Also append each checkpoint, as a JSON line, to this file (e.g. on write-once storage).
+SIGNOFF_AUDIT_CHECKPOINT_FILE = env_str("SIGNOFF_AUDIT_CHECKPOINT_FILE")
+SIGNOFF_AUDIT_SIGNING_KEY = env_str("SIGNOFF_AUDIT_SIGNING_KEY")
+SIGNOFF_AUDIT_VERIFY_KEY = env_str("SIGNOFF_AUDIT_VERIFY_KEY")
+SIGNOFF_AUDIT_HMAC_KEY = env_str("SIGNOFF_AUDIT_HMAC_KEY")
+
 # --- Logging ----------------------------------------------------------------------------------
 
 LOGGING = {

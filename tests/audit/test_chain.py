@@ -25,17 +25,42 @@ def test_canonical_json_sorts_keys_and_drops_whitespace():
     )
 
 
-def test_canonical_json_refuses_nan():
+def test_nan_cannot_be_recorded():
     with pytest.raises(ValueError):
         chain.canonical_json({"x": float("nan")})
+    with pytest.raises(ValueError):
+        chain.normalize_data({"x": float("inf")})
 
 
-def test_normalize_data_turns_decimals_and_datetimes_into_strings():
+def test_normalize_data_records_non_integers_and_times_as_strings():
     moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert chain.normalize_data({"cost": Decimal("0.0042"), "at": moment}) == {
+    assert chain.normalize_data(
+        {"cost": Decimal("0.0042"), "at": moment, "confidence": 0.87, "n": 3, "ok": True, 1: None}
+    ) == {
         "cost": "0.0042",
         "at": "2026-01-02T01:04:05.000000Z",
+        "confidence": "0.87",
+        "n": 3,
+        "ok": True,
+        "1": None,
     }
+
+
+def test_objects_that_are_not_json_are_refused():
+    with pytest.raises(TypeError):
+        chain.normalize_data({"x": object()})
+
+
+def test_the_hand_built_document_is_the_canonical_encoding_of_the_event():
+    document = {**FIELDS, "occurred_at": chain.format_timestamp(FIELDS["occurred_at"])}
+    document.update(v=1, prev_hash="ab" * 32)
+    assert chain.event_document(FIELDS, "ab" * 32) == chain.canonical_json(document)
+
+
+def test_strings_escape_only_quotes_backslashes_and_control_characters():
+    fields = {**FIELDS, "actor_label": 'Zoë "the" \\ \n\u0001 \u2028'}
+    document = chain.event_document(fields, chain.GENESIS_HASH)
+    assert '"actor_label":"Zoë \\"the\\" \\\\ \\n\\u0001 \u2028"' in document
 
 
 def test_hash_changes_with_any_field_and_with_the_predecessor():

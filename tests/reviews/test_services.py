@@ -50,7 +50,7 @@ def test_pending_submission_records_received_and_routed(capability, api_client_r
         "policy_version": 1,
         "auto_approve_at": "0.9000",
         "auto_reject_below": "0.3000",
-        "confidence": 0.5,
+        "confidence": "0.5",
     }
     assert not suggestion.decisions.exists()
 
