@@ -203,9 +203,9 @@ def _walk(
                 f"Event #{sequence} does not follow #{sequence - 1}: its recorded predecessor "
                 "hash differs (an event was forged, inserted or replaced here).",
             )
-        checkpoint = by_sequence.get(sequence)
-        if checkpoint is not None:
-            if checkpoint.head_hash != actual:
+        signed = by_sequence.get(sequence)
+        if signed is not None:
+            if signed.head_hash != actual:
                 # Everything up to the last matching checkpoint is proven; the rewrite starts
                 # somewhere after it.
                 start = last_matched + 1
@@ -213,7 +213,7 @@ def _walk(
                     start,
                     "rewritten",
                     f"Events #{start} to #{sequence} were rewritten: #{sequence} differs from the "
-                    f"checkpoint signed at {checkpoint.signed_at}.",
+                    f"checkpoint signed at {signed.signed_at}.",
                 )
             report.checkpoints_checked += 1
             last_matched = sequence
