@@ -1,10 +1,13 @@
 """Reads of the audit trail."""
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import CharField, Func, QuerySet, TextField
+from django.db.models.functions import Cast
 
 from audit import chain
 from audit.export import COLUMNS
@@ -54,10 +57,32 @@ def audit_event_rows(
 ) -> Iterator[dict[str, Any]]:
     """Stream ``events`` as plain rows (``export.COLUMNS``), a chunk at a time.
 
-    On PostgreSQL this is a server-side cursor: memory stays flat over millions of rows.
+    On PostgreSQL this is a server-side cursor (memory stays flat over millions of rows), and
+    the database renders the timestamp and the JSON as text: verification and export re-encode
+    them anyway, and skipping Django's per-row conversion nearly doubles their throughput.
     """
-    for values in events.values_list(*COLUMNS).iterator(chunk_size=chunk_size):
-        yield dict(zip(COLUMNS, values, strict=True))
+    if connection.vendor != "postgresql":
+        for values in events.values_list(*COLUMNS).iterator(chunk_size=chunk_size):
+            yield dict(zip(COLUMNS, values, strict=True))
+        return
+    as_text = events.annotate(
+        occurred_at_text=_UtcTimestampText("occurred_at"), data_text=Cast("data", TextField())
+    )
+    columns = [
+        {"occurred_at": "occurred_at_text", "data": "data_text"}.get(c, c) for c in COLUMNS
+    ]
+    loads = json.loads
+    for values in as_text.values_list(*columns).iterator(chunk_size=chunk_size):
+        row = dict(zip(COLUMNS, values, strict=True))
+        row["data"] = loads(row["data"])
+        yield row
+
+
+class _UtcTimestampText(Func):
+    """PostgreSQL: a timestamp as ``chain.format_timestamp`` writes it."""
+
+    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    output_field = CharField()
 
 
 def audit_checkpoints() -> list[Checkpoint]:

@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from guardian.shortcuts import get_objects_for_user
 
+from audit.permissions import can_read_audit_trail
 from capabilities.models import ApiClient, Capability
 
 User = AbstractBaseUser | AnonymousUser
@@ -75,12 +76,16 @@ def can_view_suggestion(principal: Any, suggestion: _SuggestionLike) -> bool:
     """May ``principal`` (an API client or a user) read ``suggestion``?
 
     A client reads only what it submitted; a user reads suggestions of capabilities they may
-    review or resolve escalations for.
+    review or resolve escalations for, and an auditor (who reads the whole audit trail) reads
+    every suggestion. Reading is not deciding: ``reviews.permissions.can_decide_suggestion``
+    says who decides, and it does not let auditors.
     """
     if isinstance(principal, ApiClient):
         return principal.is_active and suggestion.api_client_id == principal.pk
-    return can_review_capability(principal, suggestion.capability) or can_resolve_escalations(
-        principal, suggestion.capability
+    return (
+        can_review_capability(principal, suggestion.capability)
+        or can_resolve_escalations(principal, suggestion.capability)
+        or can_read_audit_trail(principal)
     )
 
 

@@ -13,6 +13,7 @@ admin.site.index_title = "Capabilities, policies and the audit trail"
 urlpatterns = [
     path("", include("reviews.urls")),
     path("api/v1/", include("reviews.api_urls")),
+    path("audit/", include("audit.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.queue, name="queue"),
     path("claim-next/", views.claim_next, name="claim_next"),
     path("suggestions/<uuid:pk>/", views.review, name="review"),
+    path("suggestions/<uuid:pk>/timeline/", views.timeline, name="timeline"),
     path("suggestions/<uuid:pk>/claim/", views.claim, name="claim"),
     path("suggestions/<uuid:pk>/release/", views.release, name="release"),
     path("suggestions/<uuid:pk>/approve/", views.approve, name="approve"),

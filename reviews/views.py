@@ -1,4 +1,4 @@
-"""The reviewer's pages: the queue, one suggestion, and edit-then-approve.
+"""The reviewer's pages: the queue, one suggestion, edit-then-approve, and the timeline.
 
 Each view loads what it shows through a selector, which answers 404 for what the user may not
 see; a change is one service call. The services check permission and state again under a row
@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.formats import time_format
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from audit.permissions import can_read_audit_trail
 from audit.selectors import audit_events_for
 from reviews.diffing import payload_changes, payload_line_diff, pretty_json
 from reviews.forms import ApproveForm, EscalateForm, PayloadEditForm, RejectForm
@@ -36,6 +37,7 @@ from reviews.services import (
     suggestion_claim_next,
     suggestion_release,
 )
+from reviews.timeline import suggestion_timeline
 
 QUEUE_PAGE_SIZE = 50
 
@@ -144,6 +146,24 @@ def review(request: HttpRequest, pk: UUID) -> HttpResponse:
     """Everything a reviewer needs to decide one suggestion, and the controls to do it."""
     suggestion = access_suggestion(request.user, pk)
     return _render_review(request, suggestion)
+
+
+@login_required
+@require_safe
+def timeline(request: HttpRequest, pk: UUID) -> HttpResponse:
+    """Every recorded step of one suggestion, in chain order. Read-only: anyone who may read
+    the suggestion (its reviewers, and auditors) sees it; nothing on it decides anything."""
+    suggestion = access_suggestion(request.user, pk)
+    return render(
+        request,
+        "reviews/timeline.html",
+        {
+            "suggestion": suggestion,
+            "capability": suggestion.capability,
+            "entries": suggestion_timeline(suggestion),
+            "reads_audit_trail": can_read_audit_trail(request.user),
+        },
+    )
 
 
 @login_required
