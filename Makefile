@@ -21,11 +21,12 @@ PYTHON ?= $(shell \
     done; \
   fi)
 
-.PHONY: help install install-dev demo test lint typecheck clean
+.PHONY: help install install-dev demo test bench lint typecheck clean
 
 help:
 	@echo "make demo   install, migrate, seed demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test   install the test dependencies and run the whole suite"
+	@echo "make bench  run the benchmarks (needs PostgreSQL; see bench/README.md)"
 	@echo "make lint   ruff;  make typecheck   mypy"
 
 $(BIN)/python:
@@ -55,6 +56,10 @@ demo: install
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks are not tests: they print figures and ratios and write bench/results/.
+bench: install-dev
+	$(BIN)/python -m bench.audit_bench $(BENCH_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -47,7 +47,9 @@ EVENT_FIELDS = (
     "prev_hash",
 )
 
-_encode_text = json.JSONEncoder(ensure_ascii=False).encode
+# The C string encoder json.dumps uses with ensure_ascii=False: quotes, backslashes and control
+# characters escaped, everything else kept as is.
+_encode_text = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _encode_data = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
 ).encode
@@ -89,23 +91,17 @@ def format_timestamp(moment: dt.datetime) -> str:
     """Format an aware datetime as UTC with microseconds and a ``Z`` suffix."""
     if moment.tzinfo is None:
         raise ValueError("audit timestamps must be timezone-aware")
-    utc = moment.astimezone(dt.UTC)
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
-        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}Z"
-    )
+    # isoformat ends in "+00:00" for UTC; years before 1000 are zero-padded as well.
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def event_document(fields: Mapping[str, Any], prev_hash: str) -> str:
-    """The canonical document an event's hash is taken over.
+def event_document_parts(fields: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """The canonical document of an event, split around the values an append learns last.
 
-    ``fields["occurred_at"]`` may be a datetime or its formatted string; ``fields["data"]``
-    must already be normalized. Built by hand in sorted key order, which is the same text as
-    ``canonical_json`` of the whole document, only faster: verification runs this per event.
+    ``document = parts[0] + occurred_at + parts[1] + prev_hash + parts[2] + str(sequence)
+    + parts[3]``: the database can then complete it under its lock on the chain head. Keys in
+    sorted order, which is the same text as ``canonical_json`` of the whole document.
     """
-    occurred_at = fields["occurred_at"]
-    if not isinstance(occurred_at, str):
-        occurred_at = format_timestamp(occurred_at)
     text = _encode_text
     return (
         f'{{"action":{text(fields["action"])},'
@@ -114,12 +110,29 @@ def event_document(fields: Mapping[str, Any], prev_hash: str) -> str:
         f'"actor_type":{text(fields["actor_type"])},'
         f'"capability":{text(fields["capability"])},'
         f'"data":{_encode_data(fields["data"])},'
-        f'"occurred_at":{text(occurred_at)},'
-        f'"prev_hash":{text(prev_hash)},'
-        f'"sequence":{int(fields["sequence"])},'
-        f'"subject_id":{text(fields["subject_id"])},'
+        '"occurred_at":"',
+        '","prev_hash":"',
+        '","sequence":',
+        f',"subject_id":{text(fields["subject_id"])},'
         f'"subject_type":{text(fields["subject_type"])},'
-        f'"v":{FORMAT_VERSION}}}'
+        f'"v":{FORMAT_VERSION}}}',
+    )
+
+
+def event_document(fields: Mapping[str, Any], prev_hash: str) -> str:
+    """The canonical document an event's hash is taken over.
+
+    ``fields["occurred_at"]`` may be a datetime or its formatted string; ``fields["data"]``
+    must already be normalized.
+    """
+    occurred_at = fields["occurred_at"]
+    if not isinstance(occurred_at, str):
+        occurred_at = format_timestamp(occurred_at)
+    before_time, before_prev, before_sequence, after_sequence = event_document_parts(fields)
+    # Timestamps and hashes need no escaping: they are digits, letters and punctuation.
+    return (
+        f"{before_time}{occurred_at}{before_prev}{prev_hash}{before_sequence}"
+        f"{int(fields['sequence'])}{after_sequence}"
     )
 
 

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Upper
 
 
 class AuditAction(models.TextChoices):
@@ -82,6 +83,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["capability", "sequence"]),
             models.Index(fields=["action", "sequence"]),
             models.Index(fields=["occurred_at"]),
+            # The auditor's actor filter matches labels whatever their case.
+            models.Index(Upper("actor_label"), "sequence", name="audit_event_actor"),
         ]
 
     def __str__(self) -> str:

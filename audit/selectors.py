@@ -68,9 +68,7 @@ def audit_event_rows(
     as_text = events.annotate(
         occurred_at_text=_UtcTimestampText("occurred_at"), data_text=Cast("data", TextField())
     )
-    columns = [
-        {"occurred_at": "occurred_at_text", "data": "data_text"}.get(c, c) for c in COLUMNS
-    ]
+    columns = [{"occurred_at": "occurred_at_text", "data": "data_text"}.get(c, c) for c in COLUMNS]
     loads = json.loads
     for values in as_text.values_list(*columns).iterator(chunk_size=chunk_size):
         row = dict(zip(COLUMNS, values, strict=True))
@@ -93,6 +91,16 @@ def audit_checkpoints() -> list[Checkpoint]:
             "sequence", "head_hash", "signed_at", "algorithm", "key_id", "signature"
         )
     ]
+
+
+def audit_checkpoint_latest() -> Checkpoint | None:
+    """The newest checkpoint, if any."""
+    row = (
+        AuditCheckpoint.objects.order_by("-sequence")
+        .values("sequence", "head_hash", "signed_at", "algorithm", "key_id", "signature")
+        .first()
+    )
+    return Checkpoint.from_mapping(row) if row else None
 
 
 def audit_chain_head() -> tuple[int, str]:

@@ -74,10 +74,7 @@ def audit_event_record(
         raise transaction.TransactionManagementError(
             "audit_event_record() must run inside the transaction of the change it records"
         )
-    head = _lock_chain_head()
     fields: dict[str, Any] = {
-        "sequence": head.sequence + 1,
-        "occurred_at": timezone.now(),
         "actor_type": str(actor.type),
         "actor_id": actor.id,
         "actor_label": actor.label,
@@ -87,12 +84,96 @@ def audit_event_record(
         "capability": capability,
         "data": chain.normalize_data(data or {}),
     }
+    append = _append_in_one_statement if connection.vendor == "postgresql" else _append
+    event, head = append(fields)
+    checkpoint_request = _checkpoint_request(head, event)
+    if checkpoint_request:
+        AuditChainHead.objects.filter(pk=1).update(**checkpoint_request)
+    return event
+
+
+def _append(fields: dict[str, Any]) -> tuple[AuditEvent, AuditChainHead]:
+    """Lock the head, hash in Python, insert, move the head: any database."""
+    head = _lock_chain_head()
+    fields = {**fields, "sequence": head.sequence + 1, "occurred_at": timezone.now()}
     digest = chain.event_hash(fields, head.hash)
     event = AuditEvent.objects.create(**fields, prev_hash=head.hash, hash=digest)
-    head_update: dict[str, Any] = {"sequence": event.sequence, "hash": digest}
-    head_update.update(_checkpoint_request(head, event))
-    AuditChainHead.objects.filter(pk=1).update(**head_update)
-    return event
+    AuditChainHead.objects.filter(pk=1).update(sequence=event.sequence, hash=digest)
+    return event, head
+
+
+# Lock the head, insert the event hashed by the database, and move the head: one round trip.
+# Every append waits for the head until the appending transaction commits, so the time the lock
+# is held bounds the audited writes per second; this keeps it to this statement and the commit.
+# The hash is SHA-256 over the same canonical document as chain.event_hash, completed with the
+# head's values: tests verify events appended this way with the Python implementation.
+_APPEND_SQL = """
+WITH head AS (
+    SELECT sequence, hash, checkpoint_requested_sequence, checkpoint_requested_at,
+           clock_timestamp() AS now
+    FROM audit_auditchainhead WHERE id = 1 FOR UPDATE
+), event AS (
+    INSERT INTO audit_auditevent (sequence, occurred_at, actor_type, actor_id, actor_label,
+                                  action, subject_type, subject_id, capability, data,
+                                  prev_hash, hash)
+    SELECT head.sequence + 1, head.now,
+           %(actor_type)s::text, %(actor_id)s::text, %(actor_label)s::text, %(action)s::text,
+           %(subject_type)s::text, %(subject_id)s::text, %(capability)s::text, %(data)s::jsonb,
+           head.hash,
+           encode(sha256(convert_to(
+               %(before_time)s::text
+               || to_char(head.now AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+               || %(before_prev)s::text || head.hash
+               || %(before_sequence)s::text || (head.sequence + 1)::text
+               || %(after_sequence)s::text, 'UTF8')), 'hex')
+    FROM head
+    RETURNING id, sequence, occurred_at, prev_hash, hash
+), moved AS (
+    UPDATE audit_auditchainhead SET sequence = event.sequence, hash = event.hash
+    FROM event WHERE audit_auditchainhead.id = 1
+)
+SELECT event.id, event.sequence, event.occurred_at, event.prev_hash, event.hash,
+       head.checkpoint_requested_sequence, head.checkpoint_requested_at
+FROM event, head
+"""
+
+
+def _append_in_one_statement(fields: dict[str, Any]) -> tuple[AuditEvent, AuditChainHead]:
+    """PostgreSQL: the same append in a single statement (see ``_APPEND_SQL``)."""
+    before_time, before_prev, before_sequence, after_sequence = chain.event_document_parts(fields)
+    params = {
+        **fields,
+        "data": chain.canonical_json(fields["data"]),
+        "before_time": before_time,
+        "before_prev": before_prev,
+        "before_sequence": before_sequence,
+        "after_sequence": after_sequence,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_APPEND_SQL, params)
+        row = cursor.fetchone()
+        if row is None:  # no head row (a flushed database): recreate it, then append
+            _lock_chain_head()
+            cursor.execute(_APPEND_SQL, params)
+            row = cursor.fetchone()
+    pk, sequence, occurred_at, prev_hash, digest, requested_sequence, requested_at = row
+    event = AuditEvent(
+        pk=pk,
+        sequence=sequence,
+        occurred_at=occurred_at,
+        prev_hash=prev_hash,
+        hash=digest,
+        **fields,
+    )
+    event._state.adding = False
+    event._state.db = connection.alias
+    head = AuditChainHead(
+        sequence=sequence - 1,
+        hash=prev_hash,
+        checkpoint_requested_sequence=requested_sequence,
+        checkpoint_requested_at=requested_at,
+    )
+    return event, head
 
 
 def audit_checkpoint_write() -> AuditCheckpoint | None:

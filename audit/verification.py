@@ -177,32 +177,6 @@ def _walk(
                 f"Event #{sequence} does not follow #{sequence - 1}: its recorded predecessor "
                 "hash differs (an event was forged, inserted or replaced here).",
             )
-            last_matched = sequence - 1
-        elif report.first_sequence is None:
-            report.first_sequence = sequence
-        if sequence != expected:
-            if sequence < expected:
-                return Problem(
-                    sequence,
-                    "reordered",
-                    f"Event #{sequence} appears after #{expected - 1}: the order was changed.",
-                )
-            missing = (
-                f"Event #{expected} is"
-                if sequence == expected + 1
-                else f"Events #{expected} to #{sequence - 1} are"
-            )
-            return Problem(expected, "gap", f"{missing} missing (the next is #{sequence}).")
-        actual = event_hash(row, row["prev_hash"])
-        if actual != row["hash"]:
-            return _mismatch(row, sequence)
-        if row["prev_hash"] != previous_hash:
-            return Problem(
-                sequence,
-                "broken_link",
-                f"Event #{sequence} does not follow #{sequence - 1}: its recorded predecessor "
-                "hash differs (an event was forged, inserted or replaced here).",
-            )
         signed = by_sequence.get(sequence)
         if signed is not None:
             if signed.head_hash != actual:

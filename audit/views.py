@@ -33,7 +33,7 @@ from audit.models import AuditEvent
 from audit.permissions import can_read_audit_trail
 from audit.selectors import (
     audit_chain_head,
-    audit_checkpoints,
+    audit_checkpoint_latest,
     audit_event_list,
     audit_event_rows,
 )
@@ -103,8 +103,7 @@ def log(request: HttpRequest) -> HttpResponse:
         else []
     )
     head_sequence, head_hash = audit_chain_head()
-    checkpoints = audit_checkpoints()
-    latest = checkpoints[-1] if checkpoints else None
+    latest = audit_checkpoint_latest()
     return render(
         request,
         "audit/log.html",

@@ -6,10 +6,15 @@ to check is still refused. Objects a principal may not see are answered with 404
 never 403, so identifiers cannot be probed.
 """
 
+from functools import cache
 from typing import Any, Protocol
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
 from django.db.models import QuerySet
+from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
 from audit.permissions import can_read_audit_trail
@@ -30,17 +35,17 @@ class _SuggestionLike(Protocol):
 
 def can_review_capability(user: Any, capability: Capability) -> bool:
     """May ``user`` claim and decide pending suggestions of ``capability``?"""
-    return bool(user.is_active and user.has_perm(REVIEW, capability))
+    return _has_capability_permission(user, REVIEW, capability)
 
 
 def can_resolve_escalations(user: Any, capability: Capability) -> bool:
     """May ``user`` decide suggestions of ``capability`` that a reviewer escalated?"""
-    return bool(user.is_active and user.has_perm(RESOLVE_ESCALATIONS, capability))
+    return _has_capability_permission(user, RESOLVE_ESCALATIONS, capability)
 
 
 def can_manage_capability(user: Any, capability: Capability) -> bool:
     """May ``user`` change the thresholds of ``capability`` (publish a policy version)?"""
-    return bool(user.is_active and user.has_perm(MANAGE, capability))
+    return _has_capability_permission(user, MANAGE, capability)
 
 
 def reviewable_capabilities(user: Any) -> QuerySet[Capability]:
@@ -87,6 +92,52 @@ def can_view_suggestion(principal: Any, suggestion: _SuggestionLike) -> bool:
         or can_resolve_escalations(principal, suggestion.capability)
         or can_read_audit_trail(principal)
     )
+
+
+def _has_capability_permission(user: Any, perm: str, capability: Capability) -> bool:
+    """``user.has_perm(perm, capability)`` as django-guardian answers it, in one query.
+
+    Active superusers hold every permission; anyone else needs the object permission granted
+    to them or to one of their groups. This runs on every decision: guardian's own check costs
+    two ORM queries, about 1.5 ms; one prepared statement costs a tenth of that. Tests hold it
+    to guardian's answers.
+    """
+    if not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    codename = perm.split(".", 1)[1]
+    content_type = ContentType.objects.get_for_model(Capability)  # cached per process
+    object_pk = str(capability.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _object_permission_sql(),
+            [user.pk, content_type.pk, object_pk, codename] * 2,
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@cache
+def _object_permission_sql() -> str:
+    quote = connection.ops.quote_name
+    user_perms = quote(UserObjectPermission._meta.db_table)
+    group_perms = quote(GroupObjectPermission._meta.db_table)
+    permissions = quote(Permission._meta.db_table)
+    memberships = quote(get_user_model().groups.through._meta.db_table)  # type: ignore[attr-defined]
+    # Table names come from model metadata; every value is a query parameter.
+    return f"""
+SELECT EXISTS (
+    SELECT 1 FROM {user_perms} granted
+    JOIN {permissions} permission ON permission.id = granted.permission_id
+    WHERE granted.user_id = %s AND granted.content_type_id = %s AND granted.object_pk = %s
+      AND permission.codename = %s
+) OR EXISTS (
+    SELECT 1 FROM {group_perms} granted
+    JOIN {memberships} membership ON membership.group_id = granted.group_id
+    JOIN {permissions} permission ON permission.id = granted.permission_id
+    WHERE membership.user_id = %s AND granted.content_type_id = %s AND granted.object_pk = %s
+      AND permission.codename = %s
+)"""  # noqa: S608
 
 
 def _capabilities_with(user: Any, perm: str) -> QuerySet[Capability]:

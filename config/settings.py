@@ -79,6 +79,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_PREPARED_STATEMENTS", default=True
+):
+    # Server-side binding lets psycopg prepare the statements a process repeats, which saves
+    # PostgreSQL planning them on every call (audited decisions/s rise by a third, see bench/).
+    # Set DATABASE_PREPARED_STATEMENTS=false behind a pooler in transaction mode that cannot
+    # carry prepared statements (PgBouncer before 1.21).
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # BEGIN IMMEDIATE takes SQLite's write lock up front, so concurrent requests queue for it
     # (up to the timeout) instead of failing with "database is locked" half-way through.

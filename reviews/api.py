@@ -200,8 +200,9 @@ class SuggestionDetailApi(APIView):
     @extend_schema(
         summary="Read a suggestion",
         description=(
-            "Its status, decisions and execution. Only its submitter, or a person allowed on its "
-            "capability, may read it; anyone else gets 404, as if it did not exist."
+            "Its status, decisions and execution. Only its submitter, a person allowed on its "
+            "capability, or an auditor may read it; anyone else gets 404, as if it did not "
+            "exist."
         ),
         parameters=[
             OpenApiParameter("suggestion_id", OpenApiTypes.UUID, OpenApiParameter.PATH),

@@ -106,3 +106,20 @@ def test_database_refuses_raw_update_and_delete(sql):
         cursor.execute(sql)
     stored = AuditEvent.objects.get(pk=event.pk)
     assert (stored.action, stored.hash) == (event.action, event.hash)
+
+
+def test_awkward_text_hashes_the_same_in_the_database_and_in_python():
+    """On PostgreSQL the hash is computed by the database; it must match the documented one."""
+    awkward = 'Zoë "quoted" \\ back\nslash\t☕ 🚀 \u2028 \x01'
+    with transaction.atomic():
+        event = audit_event_record(
+            actor=Actor("user", "42", awkward),
+            action=AuditAction.DECISION_RECORDED,
+            subject=Subject("suggestion", awkward),
+            capability=awkward,
+            data={awkward: [awkward, 1, None, True, {"n": 0.5}]},
+        )
+    stored = AuditEvent.objects.get(pk=event.pk)
+    fields = {name: getattr(stored, name) for name in chain.EVENT_FIELDS}
+    assert chain.event_hash(fields, stored.prev_hash) == stored.hash == event.hash
+    assert stored.data == {awkward: [awkward, 1, None, True, {"n": "0.5"}]}

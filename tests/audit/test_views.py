@@ -9,7 +9,6 @@ import datetime as dt
 import io
 import re
 from typing import Any
-from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -27,6 +26,7 @@ from audit.verification import Report, verify_events
 from capabilities.models import ApiClient, Capability
 from reviews.models import Suggestion
 from reviews.services import DecisionOutcome, decision_record
+from tests.audit.factories import append_recorded_at
 from tests.factories import ApiClientFactory, UserFactory, submit
 
 pytestmark = pytest.mark.django_db
@@ -76,22 +76,30 @@ def record(
     capability: str = "",
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event, at ``when`` if given (the clock is the only thing stood in for)."""
-    clock = mock.patch("django.utils.timezone.now", return_value=when) if when else None
-    with transaction.atomic():
-        if clock is not None:
-            clock.start()
-        try:
+    """Append one event; at ``when`` if given, as an event recorded back then would be."""
+    actor = actor or Actor.system("tests")
+    subject = subject or Subject("policy", "1")
+    data = data if data is not None else {"note": "test"}
+    if when is None:
+        with transaction.atomic():
             return audit_event_record(
-                actor=actor or Actor.system("tests"),
+                actor=actor,
                 action=action,  # type: ignore[arg-type]
-                subject=subject or Subject("policy", "1"),
+                subject=subject,
                 capability=capability,
-                data=data if data is not None else {"note": "test"},
+                data=data,
             )
-        finally:
-            if clock is not None:
-                clock.stop()
+    return append_recorded_at(
+        when,
+        actor_type=str(actor.type),
+        actor_id=actor.id,
+        actor_label=actor.label,
+        action=str(action),
+        subject_type=subject.type,
+        subject_id=subject.id,
+        capability=capability,
+        data=data,
+    )
 
 
 def shown(response: Any) -> list[int]:

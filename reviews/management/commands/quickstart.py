@@ -112,7 +112,7 @@ ROLES = [
     ),
     Role(
         "auditor",
-        "reads the audit trail, changes nothing (/admin/)",
+        "reads the audit trail and exports it, changes nothing (/audit/)",
         is_staff=True,
         model_perms=("audit.view_auditevent", "reviews.view_suggestion", "reviews.view_decision"),
     ),

@@ -1,0 +1,57 @@
+"""The capability predicates give exactly django-guardian's answers."""
+
+import itertools
+
+import pytest
+from django.contrib.auth.models import Group
+from guardian.shortcuts import assign_perm
+
+from capabilities.permissions import (
+    MANAGE,
+    RESOLVE_ESCALATIONS,
+    REVIEW,
+    can_manage_capability,
+    can_resolve_escalations,
+    can_review_capability,
+)
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PREDICATES = {
+    REVIEW: can_review_capability,
+    RESOLVE_ESCALATIONS: can_resolve_escalations,
+    MANAGE: can_manage_capability,
+}
+
+
+def test_predicates_agree_with_guardian_for_every_kind_of_grant(capability, other_capability):
+    direct = UserFactory(username="direct")
+    assign_perm(REVIEW, direct, capability)
+    through_group = UserFactory(username="grouped")
+    seniors = Group.objects.create(name="seniors")
+    assign_perm(RESOLVE_ESCALATIONS, seniors, capability)
+    through_group.groups.add(seniors)
+    global_only = UserFactory(username="global")
+    assign_perm(REVIEW, global_only)  # a model-wide grant is not an object grant
+    inactive = UserFactory(username="inactive", is_active=False)
+    assign_perm(REVIEW, inactive, capability)
+    superuser = UserFactory(username="root", is_superuser=True)
+    nobody = UserFactory(username="nobody")
+
+    users = [direct, through_group, global_only, inactive, superuser, nobody]
+    answers = {}
+    for user, (perm, predicate), cap in itertools.product(
+        users, PREDICATES.items(), [capability, other_capability]
+    ):
+        expected = user.has_perm(perm, cap)
+        assert predicate(user, cap) is expected, (user.username, perm, cap.key)
+        answers[user.username, perm, cap.key] = expected
+
+    assert answers["direct", REVIEW, "refunds.issue"] is True
+    assert answers["direct", REVIEW, "content.moderate"] is False
+    assert answers["grouped", RESOLVE_ESCALATIONS, "refunds.issue"] is True
+    assert answers["grouped", REVIEW, "refunds.issue"] is False
+    assert answers["global", REVIEW, "refunds.issue"] is False
+    assert answers["inactive", REVIEW, "refunds.issue"] is False
+    assert answers["root", MANAGE, "content.moderate"] is True
