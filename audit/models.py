@@ -12,14 +12,23 @@ class AuditAction(models.TextChoices):
     SUGGESTION_CLAIMED = "suggestion.claimed", "Suggestion claimed"
     SUGGESTION_RELEASED = "suggestion.released", "Suggestion released"
     DECISION_RECORDED = "decision.recorded", "Decision recorded"
+    DECISION_REFUSED = "decision.refused", "Decision refused"
     EXECUTION_SUCCEEDED = "execution.succeeded", "Execution succeeded"
     EXECUTION_FAILED = "execution.failed", "Execution failed"
     CAPABILITY_CREATED = "capability.created", "Capability created"
+    CAPABILITY_UPDATED = "capability.updated", "Capability updated"
     POLICY_PUBLISHED = "policy.published", "Policy published"
     API_CLIENT_CREATED = "api_client.created", "API client created"
+    API_CLIENT_UPDATED = "api_client.updated", "API client updated"
     API_TOKEN_ISSUED = "api_token.issued", "API token issued"
+    API_TOKEN_ROTATED = "api_token.rotated", "API token rotated"
     API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"
     PERMISSION_GRANTED = "permission.granted", "Permission granted"
+    PERMISSION_REVOKED = "permission.revoked", "Permission revoked"
+    ROLE_GRANTED = "role.granted", "Role granted"
+    ROLE_REVOKED = "role.revoked", "Role revoked"
+    USER_CREATED = "user.created", "User created"
+    LOGIN_LOCKED_OUT = "login.locked_out", "Login locked out"
 
 
 class ActorType(models.TextChoices):

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
@@ -14,6 +15,7 @@ class Capability(models.Model):
 
     Its routing rules live in versioned ``Policy`` rows; the active one is the newest version.
     Who may review, resolve escalations or manage it are object permissions (django-guardian).
+    It is accountable to an ``owner``: a person, or a group (a team), at least one of them.
     """
 
     key = models.CharField(
@@ -33,13 +35,30 @@ class Capability(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         related_name="owned_capabilities",
+        null=True,
+        blank=True,
         help_text="The person accountable for what this capability does.",
+    )
+    owner_group = models.ForeignKey(
+        Group,
+        on_delete=models.PROTECT,
+        related_name="owned_capabilities",
+        null=True,
+        blank=True,
+        help_text="Or the team accountable for it.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["key"]
         verbose_name_plural = "capabilities"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(owner__isnull=False) | models.Q(owner_group__isnull=False),
+                name="capability_has_an_owner",
+                violation_error_message="A capability needs an accountable owner or owner group.",
+            ),
+        ]
         permissions = [
             ("review_capability", "Can review suggestions of this capability"),
             ("resolve_escalations", "Can decide escalated suggestions of this capability"),
@@ -48,6 +67,15 @@ class Capability(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    @property
+    def accountable(self) -> str:
+        """Who answers for this capability, for display: the owner, the team, or both."""
+        names = [
+            self.owner.get_username() if self.owner else "",
+            self.owner_group.name if self.owner_group else "",
+        ]
+        return " / ".join(name for name in names if name)
 
 
 class Policy(models.Model):
@@ -71,6 +99,11 @@ class Policy(models.Model):
         decimal_places=4,
         validators=_unit_interval,
         help_text="Confidence below this is rejected without review.",
+    )
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1,
+        choices=[(1, "One reviewer"), (2, "Two distinct reviewers (four eyes)")],
+        help_text="How many distinct people must approve a suggestion that goes to review.",
     )
     note = models.CharField(max_length=300, blank=True, help_text="Why this version exists.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -108,7 +141,19 @@ class ApiClient(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
-    capabilities = models.ManyToManyField(Capability, related_name="api_clients")
+    capabilities = models.ManyToManyField(
+        Capability,
+        related_name="api_clients",
+        help_text="The most a token of this client may be scoped to.",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="api_clients",
+        help_text="The person this client acts for, if any: they may not decide what it submits.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -124,9 +169,15 @@ class ApiClient(models.Model):
 
 
 class ApiToken(models.Model):
-    """A bearer token of an API client. Only its SHA-256 is stored; the token is shown once."""
+    """A bearer token of an API client. Only its SHA-256 is stored; the token is shown once.
+
+    Its ``capabilities`` are its scope: what it may submit to and read, within the client's.
+    It stops working at ``expires_at`` (if set) or once revoked.
+    """
 
     client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="tokens")
+    capabilities = models.ManyToManyField(Capability, related_name="api_tokens")
+    expires_at = models.DateTimeField(null=True, blank=True)
     prefix = models.CharField(
         max_length=16, help_text="The token's first characters, to tell it apart."
     )

@@ -42,6 +42,7 @@ def test_publishing_adds_a_version_and_keeps_the_old_one(capability, manager):
         "previous_version": 1,
         "auto_approve_at": "0.95",
         "auto_reject_below": "0.40",
+        "required_approvals": 1,
         "note": "Fewer auto-approvals after the March incident",
     }
 

@@ -1,0 +1,32 @@
+"""Every change to capabilities, policies, API clients and access, each audited in its
+transaction. One module per subject; import from here."""
+
+from capabilities.services.access import permission_grant
+from capabilities.services.catalog import (
+    capability_create,
+    policy_active,
+    policy_publish,
+)
+from capabilities.services.clients import (
+    TOKEN_PREFIX,
+    IssuedToken,
+    api_client_create,
+    api_token_authenticate,
+    api_token_issue,
+    api_token_revoke,
+    token_hash,
+)
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "IssuedToken",
+    "api_client_create",
+    "api_token_authenticate",
+    "api_token_issue",
+    "api_token_revoke",
+    "capability_create",
+    "permission_grant",
+    "policy_active",
+    "policy_publish",
+    "token_hash",
+]

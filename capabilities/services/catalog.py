@@ -1,0 +1,152 @@
+"""Capabilities and their versioned policies: every change audited in its transaction."""
+
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from audit.models import AuditAction
+from audit.services import Actor, Subject, audit_event_record
+from capabilities.models import Capability, Policy
+from capabilities.permissions import can_manage_capability
+
+
+def capability_create(
+    *,
+    key: str,
+    name: str,
+    auto_approve_at: Decimal,
+    auto_reject_below: Decimal,
+    actor: Actor,
+    owner: Any | None = None,
+    owner_group: Group | None = None,
+    description: str = "",
+    required_approvals: int = 1,
+    created_by: Any | None = None,
+) -> Capability:
+    """Create a capability, accountable to ``owner`` and/or ``owner_group``, with its first
+    policy version (published by ``created_by``, if any). Raises ``ValidationError`` naming
+    the field for a bad key, a missing owner or bad thresholds; nothing is saved then."""
+    with transaction.atomic():
+        capability = Capability(
+            key=key, name=name, owner=owner, owner_group=owner_group, description=description
+        )
+        capability.full_clean()
+        capability.save()
+        audit_event_record(
+            actor=actor,
+            action=AuditAction.CAPABILITY_CREATED,
+            subject=Subject.of(capability),
+            capability=capability.key,
+            data={
+                "key": key,
+                "name": name,
+                "owner": owner.get_username() if owner else None,
+                "owner_group": owner_group.name if owner_group else None,
+            },
+        )
+        _policy_insert(
+            capability=capability,
+            auto_approve_at=auto_approve_at,
+            auto_reject_below=auto_reject_below,
+            required_approvals=required_approvals,
+            note="Initial policy",
+            created_by=created_by,
+            actor=actor,
+        )
+    return capability
+
+
+def policy_active(capability: Capability) -> Policy:
+    """The version in force: the newest one."""
+    return capability.policies.order_by("-version").first() or _no_policy(capability)
+
+
+def policy_publish(
+    *,
+    capability: Capability,
+    auto_approve_at: Decimal,
+    auto_reject_below: Decimal,
+    required_approvals: int | None = None,
+    note: str = "",
+    user: Any,
+) -> Policy:
+    """Publish new thresholds for ``capability`` as its next policy version.
+
+    The previous versions stay as they were; suggestions keep pointing at the version that
+    routed them. Raises ``PermissionDenied`` unless ``user`` manages the capability, and
+    ``ValidationError`` (naming the field) for thresholds out of order or outside [0, 1].
+    ``required_approvals`` (1, or 2 for four eyes) stays as it was unless given.
+    """
+    if not can_manage_capability(user, capability):
+        raise PermissionDenied(f"{user} may not change the policy of {capability.key}")
+    with transaction.atomic():
+        if required_approvals is None:  # unchanged unless given
+            required_approvals = policy_active(capability).required_approvals
+        return _policy_insert(
+            capability=capability,
+            auto_approve_at=auto_approve_at,
+            auto_reject_below=auto_reject_below,
+            required_approvals=required_approvals,
+            note=note,
+            created_by=user,
+            actor=Actor.user(user),
+        )
+
+
+def _policy_insert(
+    *,
+    capability: Capability,
+    auto_approve_at: Decimal,
+    auto_reject_below: Decimal,
+    required_approvals: int,
+    note: str,
+    created_by: Any,
+    actor: Actor,
+) -> Policy:
+    # Lock the capability so two publishers cannot both take the same next version number.
+    Capability.objects.select_for_update().filter(pk=capability.pk).first()
+    previous = capability.policies.aggregate(latest=Max("version"))["latest"] or 0
+    policy = Policy(
+        capability=capability,
+        version=previous + 1,
+        auto_approve_at=auto_approve_at,
+        auto_reject_below=auto_reject_below,
+        required_approvals=required_approvals,
+        note=note,
+        created_by=created_by,
+    )
+    # Field checks first, then the ordering check, so each error names its field; the database
+    # constraint stays as the backstop.
+    policy.full_clean(exclude=["capability", "version"], validate_constraints=False)
+    _check_thresholds_ordered(policy)
+    policy.save()
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.POLICY_PUBLISHED,
+        subject=Subject.of(policy),
+        capability=capability.key,
+        data={
+            "version": policy.version,
+            "previous_version": previous or None,
+            "auto_approve_at": policy.auto_approve_at,
+            "auto_reject_below": policy.auto_reject_below,
+            "required_approvals": policy.required_approvals,
+            "note": note,
+        },
+    )
+    return policy
+
+
+def _check_thresholds_ordered(policy: Policy) -> None:
+    if Decimal(policy.auto_reject_below) > Decimal(policy.auto_approve_at):
+        raise ValidationError(
+            {"auto_reject_below": "Must not be above the auto-approve threshold."}
+        )
+
+
+def _no_policy(capability: Capability) -> Policy:
+    raise Policy.DoesNotExist(f"{capability.key} has no policy")
