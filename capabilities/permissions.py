@@ -14,11 +14,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permissi
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 
 from audit.permissions import can_read_audit_trail
-from capabilities.models import ApiClient, Capability
+from capabilities.models import ApiClient, ApiToken, Capability
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -72,9 +73,26 @@ def visible_capabilities(user: Any) -> QuerySet[Capability]:
     )
 
 
-def can_submit_to_capability(client: ApiClient, capability: Capability) -> bool:
-    """May API client ``client`` submit suggestions to ``capability``?"""
-    return client.is_active and client.capabilities.filter(pk=capability.pk).exists()
+def can_submit_to_capability(principal: ApiClient | ApiToken, capability: Capability) -> bool:
+    """May this token (or, for trusted internal callers, this client) submit to ``capability``?
+
+    A token must be live (neither revoked nor expired), its client active, and the capability
+    within both the token's scope and its client's.
+    """
+    if isinstance(principal, ApiToken):
+        token = principal
+        if not token_is_live(token):
+            return False
+        if not token.capabilities.filter(pk=capability.pk).exists():
+            return False
+        principal = token.client
+    return principal.is_active and principal.capabilities.filter(pk=capability.pk).exists()
+
+
+def token_is_live(token: ApiToken) -> bool:
+    """Neither revoked nor expired, and its client active."""
+    expired = token.expires_at is not None and token.expires_at <= timezone.now()
+    return token.revoked_at is None and not expired and token.client.is_active
 
 
 def can_view_suggestion(principal: Any, suggestion: _SuggestionLike) -> bool:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
 from capabilities import handlers
-from capabilities.models import ApiClient, Capability
+from capabilities.models import ApiClient, ApiToken, Capability
 from capabilities.permissions import can_submit_to_capability
 from capabilities.policies import RouteOutcome, route_by_confidence
 from capabilities.services import policy_active
@@ -83,6 +83,7 @@ def suggestion_submit(
     client: ApiClient,
     capability: Capability,
     payload: dict[str, Any],
+    token: ApiToken | None = None,
     confidence: float,
     model: ModelInfo,
     external_id: str = "",
@@ -97,9 +98,12 @@ def suggestion_submit(
     Writes the suggestion, the policy's decision when it routes automatically, and the
     ``suggestion.received`` and ``suggestion.routed`` events in one transaction. An
     auto-approved suggestion's handler is enqueued on commit. Raises ``PermissionDenied`` when
-    the capability is not in the client's scope.
+    the capability is outside the scope of ``token`` (the API always passes the caller's), or
+    of ``client`` for internal callers.
     """
-    if not can_submit_to_capability(client, capability):
+    if token is not None and token.client_id != client.pk:
+        raise PermissionDenied("This token belongs to another client.")
+    if not can_submit_to_capability(token or client, capability):
         raise PermissionDenied(f"This token may not submit to {capability.key}.")
     scrub = redactor()
     prompt = scrub.text(prompt)

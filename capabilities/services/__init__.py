@@ -1,7 +1,12 @@
 """Every change to capabilities, policies, API clients and access, each audited in its
 transaction. One module per subject; import from here."""
 
-from capabilities.services.access import permission_grant
+from capabilities.services.access import (
+    permission_grant,
+    permission_revoke,
+    role_grant,
+    role_revoke,
+)
 from capabilities.services.catalog import (
     capability_create,
     policy_active,
@@ -26,7 +31,10 @@ __all__ = [
     "api_token_revoke",
     "capability_create",
     "permission_grant",
+    "permission_revoke",
     "policy_active",
     "policy_publish",
+    "role_grant",
+    "role_revoke",
     "token_hash",
 ]

@@ -1,9 +1,12 @@
 """API clients and their bearer tokens: created, issued and revoked, each audited."""
 
+import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -40,18 +43,45 @@ def api_client_create(
         return api_token_issue(client=client, actor=actor)
 
 
-def api_token_issue(*, client: ApiClient, actor: Actor) -> IssuedToken:
-    """Issue a new bearer token for ``client``; only its hash is stored."""
+def api_token_issue(
+    *,
+    client: ApiClient,
+    actor: Actor,
+    capabilities: Iterable[Capability] | None = None,
+    expires_at: dt.datetime | None = None,
+) -> IssuedToken:
+    """Issue a new bearer token for ``client``; only its hash is stored.
+
+    Its scope is ``capabilities`` (by default all of the client's); it works until
+    ``expires_at``, if given. Raises ``ValidationError`` naming ``capabilities`` for a scope
+    beyond the client's.
+    """
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
+        allowed = set(client.capabilities.all())
+        scope = allowed if capabilities is None else set(capabilities)
+        beyond = sorted(c.key for c in scope - allowed)
+        if beyond:
+            raise ValidationError(
+                {"capabilities": f"Outside the client's capabilities: {', '.join(beyond)}."}
+            )
         token = ApiToken.objects.create(
-            client=client, prefix=secret[: len(TOKEN_PREFIX) + 6], token_hash=token_hash(secret)
+            client=client,
+            prefix=secret[: len(TOKEN_PREFIX) + 6],
+            token_hash=token_hash(secret),
+            expires_at=expires_at,
         )
+        token.capabilities.set(scope)
         audit_event_record(
             actor=actor,
             action=AuditAction.API_TOKEN_ISSUED,
             subject=Subject.of(token),
-            data={"client": client.name, "prefix": token.prefix},
+            data={
+                "client": client.name,
+                "prefix": token.prefix,
+                "capabilities": sorted(c.key for c in scope),
+                "expires_at": expires_at,
+            },
         )
     return IssuedToken(token=token, secret=secret)
 
