@@ -1,5 +1,7 @@
-"""Signoff's URLs: reviewer pages at /, the REST API under /api/v1/, the admin at /admin/."""
+"""Signoff's URLs: reviewer pages at /, the REST API under /api/v1/, the admin at /admin/, and
+single sign-on under /oidc/ when it is configured."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
@@ -19,3 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("favicon.ico", RedirectView.as_view(url=static("signoff/favicon.svg"), permanent=True)),
 ]
+if settings.SIGNOFF_SSO_ENABLED:
+    # /oidc/authenticate/ sends the browser to the identity provider; /oidc/callback/ takes it
+    # back. Without them the login page shows no single sign-on link.
+    urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

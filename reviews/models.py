@@ -1,4 +1,5 @@
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -111,6 +112,14 @@ class Suggestion(models.Model):
     @property
     def is_override(self) -> bool:
         return self.final_payload is not None and self.final_payload != self.payload
+
+    @property
+    def proposal(self) -> Any:
+        """The payload the next approver is asked to approve: while four-eyes approval is under
+        way, the one already approved by someone (edits included); otherwise the proposal."""
+        if self.is_open and self.final_payload is not None:
+            return self.final_payload
+        return self.payload
 
     @property
     def route_reason_text(self) -> str:

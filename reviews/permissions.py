@@ -16,12 +16,33 @@ def escalated_by(suggestion: Suggestion) -> set[int]:
     }
 
 
+def approvers_of(suggestion: Suggestion, payload: Any) -> set[int]:
+    """Ids of the users whose approval of ``payload`` is counted towards the suggestion's
+    required approvals (an approval that did not close it yet). Uses prefetched decisions."""
+    return {
+        decision.reviewer_id
+        for decision in suggestion.decisions.all()
+        if decision.outcome == DecisionOutcome.APPROVED
+        and not decision.is_final
+        and decision.reviewer_id is not None
+        and decision.final_payload == payload
+    }
+
+
+def submitted_by(user: Any, suggestion: Suggestion) -> bool:
+    """Did ``user`` submit ``suggestion`` (through an API client that acts for them)?"""
+    return suggestion.api_client is not None and suggestion.api_client.user_id == user.pk
+
+
 def can_decide_suggestion(user: Any, suggestion: Suggestion) -> bool:
     """May ``user`` decide ``suggestion`` in its current state (claims aside)?
 
     A pending item: reviewers of its capability. An escalated item: those who resolve its
-    capability's escalations, except whoever escalated it. A closed item: nobody.
+    capability's escalations, except whoever escalated it. Never: a closed item, an item the
+    user submitted, or an item awaiting a second approval that the user already gave.
     """
+    if submitted_by(user, suggestion) or user.pk in approvers_of(suggestion, suggestion.proposal):
+        return False
     if suggestion.status == SuggestionStatus.PENDING_REVIEW:
         return can_review_capability(user, suggestion.capability)
     if suggestion.status == SuggestionStatus.ESCALATED:

@@ -8,11 +8,12 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.http import Http404
 
-from capabilities.models import ApiClient
+from capabilities.models import ApiClient, ApiToken, Capability
 from capabilities.permissions import (
     can_view_suggestion,
     escalation_capabilities,
     reviewable_capabilities,
+    token_is_live,
 )
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
 
@@ -24,12 +25,24 @@ def suggestions_decidable_by(*, user: Any) -> QuerySet[Suggestion]:
     escalated_by_user = Decision.objects.filter(
         suggestion=OuterRef("pk"), outcome=DecisionOutcome.ESCALATED, reviewer=user
     )
-    return Suggestion.objects.filter(
-        Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
-        | Q(
-            Q(status=SuggestionStatus.ESCALATED, capability__in=escalation_capabilities(user))
-            & ~Exists(escalated_by_user)
+    # An approval that did not close the suggestion waits for someone else's (four eyes).
+    approved_by_user = Decision.objects.filter(
+        suggestion=OuterRef("pk"),
+        outcome=DecisionOutcome.APPROVED,
+        is_final=False,
+        reviewer=user,
+        final_payload=OuterRef("final_payload"),
+    )
+    return (
+        Suggestion.objects.filter(
+            Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
+            | Q(
+                Q(status=SuggestionStatus.ESCALATED, capability__in=escalation_capabilities(user))
+                & ~Exists(escalated_by_user)
+            )
         )
+        .exclude(Exists(approved_by_user))
+        .exclude(api_client__user=user)
     )
 
 
@@ -68,6 +81,19 @@ def suggestion_list_for_client(
     return _newest_first(
         Suggestion.objects.filter(api_client=client), status, capability, external_id
     )
+
+
+def suggestion_list_for_token(
+    *, token: ApiToken, status: str = "", capability: str = "", external_id: str = ""
+) -> QuerySet[Suggestion]:
+    """What ``token`` may read, as ``can_view_suggestion`` says, in one query: its client's
+    suggestions of the capabilities within its scope (and its client's), newest first,
+    optionally filtered. Nothing for a token that no longer works."""
+    if not token_is_live(token):
+        return Suggestion.objects.none()
+    scope = Capability.objects.filter(api_tokens=token, api_clients=token.client_id)
+    suggestions = Suggestion.objects.filter(api_client_id=token.client_id, capability__in=scope)
+    return _newest_first(suggestions, status, capability, external_id)
 
 
 def suggestion_list_for_user(

@@ -35,7 +35,7 @@ from reviews.models import (
     Suggestion,
     SuggestionStatus,
 )
-from reviews.permissions import can_decide_suggestion
+from reviews.permissions import approvers_of, can_decide_suggestion
 from reviews.redaction import redactor
 from reviews.selectors import suggestions_decidable_by
 
@@ -59,6 +59,10 @@ class AlreadyDecided(ReviewConflict):
 
 class ClaimedByOther(ReviewConflict):
     pass
+
+
+class DecisionRefused(ReviewConflict):
+    """A decision rule forbids it (four eyes, one's own submission); the refusal is audited."""
 
 
 # --- Submission -------------------------------------------------------------------------------
@@ -273,15 +277,19 @@ def decision_record(
     """Record ``user``'s decision on an open suggestion.
 
     ``approved`` with a ``final_payload`` that differs from the proposal is an edit, recorded
-    as a human override. ``rejected`` and ``escalated`` need a reason. An approval or a
-    rejection closes the suggestion; an escalation hands it to those who resolve escalations.
+    as a human override. ``rejected`` and ``escalated`` need a reason. A rejection closes the
+    suggestion; an escalation hands it to those who resolve escalations. An approval closes it
+    once as many distinct people as its policy version requires (two for four eyes) have
+    approved the same payload; until then it stays open for the next approver, and an edit
+    starts the count again.
 
     The suggestion row is locked first, so of two concurrent decisions the second sees the
     first one's result and is refused with ``AlreadyDecided``; a partial unique index on final
-    decisions backs this up. Raises ``ClaimedByOther`` while another reviewer holds the item,
-    ``PermissionDenied`` if ``user`` may not decide it, and ``ValidationError`` (naming the
-    field) for a missing reason or a payload that is not a JSON object. Nothing changes when
-    it raises.
+    decisions backs this up. Raises ``DecisionRefused`` (after auditing the refusal) when the
+    rules say no: deciding what one submitted, or approving twice. Raises ``ClaimedByOther``
+    while another reviewer holds the item, ``PermissionDenied`` if ``user`` may not decide it,
+    and ``ValidationError`` (naming the field) for a missing reason or a payload that is not a
+    JSON object. Nothing else changes when it raises.
     """
     reason = reason.strip()
     if outcome in (DecisionOutcome.REJECTED, DecisionOutcome.ESCALATED) and not reason:
@@ -291,62 +299,111 @@ def decision_record(
     ):
         raise ValidationError({"final_payload": "An edited payload must be a JSON object."})
     now = timezone.now()
+    refusal: str | None = None
     with transaction.atomic():
         suggestion = _lock(suggestion_id)
-        _check_may_decide(user, suggestion, now)
-        previous_status = suggestion.status
-        decision = Decision(
-            suggestion=suggestion,
-            reviewer=user,
-            outcome=outcome,
-            is_final=outcome != DecisionOutcome.ESCALATED,
-            reason=reason,
-            policy=suggestion.policy,
-        )
-        changes: list[dict[str, Any]] = []
-        if outcome == DecisionOutcome.APPROVED:
-            final = suggestion.payload if final_payload is None else final_payload
-            changes = payload_changes(suggestion.payload, final)
-            decision.final_payload = final
-            decision.is_override = bool(changes)
-            suggestion.final_payload = final
-            suggestion.status = SuggestionStatus.APPROVED
-        elif outcome == DecisionOutcome.REJECTED:
-            suggestion.status = SuggestionStatus.REJECTED
+        if not suggestion.is_open:
+            status = suggestion.get_status_display().lower()
+            raise AlreadyDecided(f"This suggestion was already {status}.")
+        proposal = suggestion.proposal
+        final = proposal if final_payload is None else final_payload
+        refusal = _refusal(user, suggestion, outcome, final)
+        if refusal is not None:
+            # The refusal is a fact the trail keeps: it commits, then the caller is told.
+            audit_event_record(
+                actor=Actor.user(user),
+                action=AuditAction.DECISION_REFUSED,
+                subject=Subject.of(suggestion),
+                capability=suggestion.capability.key,
+                data={"outcome": outcome, "rule": refusal, "message": REFUSALS[refusal]},
+            )
         else:
-            suggestion.status = SuggestionStatus.ESCALATED
+            _check_may_decide(user, suggestion, now)
+            decision = _decide(user, suggestion, outcome, reason, final, now)
+    if refusal is not None:
+        raise DecisionRefused(REFUSALS[refusal])
+    return decision
+
+
+REFUSALS = {
+    "own_submission": "You submitted this suggestion: someone else must decide it.",
+    "second_approval_by_same_person": (
+        "You already approved this suggestion: its policy needs a second, different person."
+    ),
+}
+
+
+def _refusal(user: Any, suggestion: Suggestion, outcome: str, final: Any) -> str | None:
+    """Which decision rule, if any, forbids this decision (beyond permissions and claims)."""
+    if suggestion.api_client is not None and suggestion.api_client.user_id == user.pk:
+        return "own_submission"
+    if outcome == DecisionOutcome.APPROVED and user.pk in approvers_of(suggestion, final):
+        return "second_approval_by_same_person"
+    return None
+
+
+def _decide(
+    user: Any,
+    suggestion: Suggestion,
+    outcome: str,
+    reason: str,
+    final: Any,
+    now: dt.datetime,
+) -> Decision:
+    previous_status = suggestion.status
+    decision = Decision(
+        suggestion=suggestion,
+        reviewer=user,
+        outcome=outcome,
+        is_final=outcome == DecisionOutcome.REJECTED,
+        reason=reason,
+        policy=suggestion.policy,
+    )
+    changes: list[dict[str, Any]] = []
+    approvals = 0
+    if outcome == DecisionOutcome.APPROVED:
+        changes = payload_changes(suggestion.payload, final)
+        approvals = len(approvers_of(suggestion, final)) + 1
+        decision.final_payload = final
+        decision.is_override = bool(changes)
+        decision.is_final = approvals >= suggestion.policy.required_approvals
+        suggestion.final_payload = final
         if decision.is_final:
-            suggestion.decided_at = now
-        suggestion.claimed_by = None
-        suggestion.claim_expires_at = None
-        suggestion.save(
-            update_fields=[
-                "status",
-                "final_payload",
-                "decided_at",
-                "claimed_by",
-                "claim_expires_at",
-            ]
-        )
-        decision.save()
-        audit_event_record(
-            actor=Actor.user(user),
-            action=AuditAction.DECISION_RECORDED,
-            subject=Subject.of(suggestion),
-            capability=suggestion.capability.key,
-            data={
-                "decision_id": decision.pk,
-                "outcome": outcome,
-                "from_status": previous_status,
-                "to_status": suggestion.status,
-                "reason": reason,
-                "is_override": decision.is_override,
-                "changes": changes,
-                "policy_version": suggestion.policy.version,
-            },
-        )
-        if suggestion.status == SuggestionStatus.APPROVED:
-            _schedule_execution(suggestion)
+            suggestion.status = SuggestionStatus.APPROVED
+    elif outcome == DecisionOutcome.REJECTED:
+        suggestion.status = SuggestionStatus.REJECTED
+    else:
+        suggestion.status = SuggestionStatus.ESCALATED
+    if decision.is_final:
+        suggestion.decided_at = now
+    suggestion.claimed_by = None
+    suggestion.claim_expires_at = None
+    suggestion.save(
+        update_fields=["status", "final_payload", "decided_at", "claimed_by", "claim_expires_at"]
+    )
+    decision.save()
+    data: dict[str, Any] = {
+        "decision_id": decision.pk,
+        "outcome": outcome,
+        "from_status": previous_status,
+        "to_status": suggestion.status,
+        "reason": reason,
+        "is_override": decision.is_override,
+        "changes": changes,
+        "policy_version": suggestion.policy.version,
+    }
+    if suggestion.policy.required_approvals > 1 and outcome == DecisionOutcome.APPROVED:
+        data["approvals"] = approvals
+        data["required_approvals"] = suggestion.policy.required_approvals
+    audit_event_record(
+        actor=Actor.user(user),
+        action=AuditAction.DECISION_RECORDED,
+        subject=Subject.of(suggestion),
+        capability=suggestion.capability.key,
+        data=data,
+    )
+    if suggestion.status == SuggestionStatus.APPROVED:
+        _schedule_execution(suggestion)
     return decision
 
 
@@ -420,7 +477,7 @@ def _schedule_execution(suggestion: Suggestion) -> None:
 def _lock(suggestion_id: Any) -> Suggestion:
     return (
         Suggestion.objects.select_for_update(of=("self",))
-        .select_related("capability", "policy")
+        .select_related("capability", "policy", "api_client")
         .get(pk=suggestion_id)
     )
 

@@ -27,8 +27,8 @@ from audit.permissions import can_read_audit_trail
 from audit.selectors import audit_events_for
 from reviews.diffing import payload_changes, payload_line_diff, pretty_json
 from reviews.forms import ApproveForm, EscalateForm, PayloadEditForm, RejectForm
-from reviews.models import DecisionOutcome, Suggestion, SuggestionStatus
-from reviews.permissions import can_decide_suggestion, escalated_by
+from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
+from reviews.permissions import approvers_of, can_decide_suggestion, escalated_by, submitted_by
 from reviews.selectors import access_suggestion, queue_counts, suggestion_queue
 from reviews.services import (
     ReviewConflict,
@@ -97,6 +97,9 @@ class ReviewState:
     holder: Any | None
     held_by_me: bool
     explanation: str
+    # A decision rule (own submission, a second approval by the same person) says no: the
+    # service refuses it and audits the refusal, so the pages let such a request through.
+    refused_by_rule: bool = False
 
     @property
     def held_by_other(self) -> bool:
@@ -112,9 +115,19 @@ def _review_state(user: Any, suggestion: Suggestion, now: dt.datetime) -> Review
     holder = suggestion.claimed_by if suggestion.claimed_by_id is not None and live else None
     held_by_me = holder is not None and holder.pk == user.pk
     explanation = ""
+    refused_by_rule = False
     may_decide = can_decide_suggestion(user, suggestion)
     if may_decide:
         pass
+    elif suggestion.is_open and submitted_by(user, suggestion):
+        refused_by_rule = True
+        explanation = "You submitted this suggestion: someone else must decide it."
+    elif suggestion.is_open and user.pk in approvers_of(suggestion, suggestion.proposal):
+        refused_by_rule = True
+        explanation = (
+            "You approved this suggestion; its policy needs a second, different person to "
+            "approve it too."
+        )
     elif not suggestion.is_open:
         explanation = (
             f"This suggestion was {suggestion.get_status_display().lower()}; "
@@ -136,7 +149,11 @@ def _review_state(user: Any, suggestion: Suggestion, now: dt.datetime) -> Review
             "or their claim expires."
         )
     return ReviewState(
-        may_decide=may_decide, holder=holder, held_by_me=held_by_me, explanation=explanation
+        may_decide=may_decide,
+        holder=holder,
+        held_by_me=held_by_me,
+        explanation=explanation,
+        refused_by_rule=refused_by_rule,
     )
 
 
@@ -225,13 +242,13 @@ def edit(request: HttpRequest, pk: UUID) -> HttpResponse:
     if refusal is not None:
         return refusal
     if request.method != "POST":
-        form = PayloadEditForm(initial={"payload": pretty_json(suggestion.payload)})
+        form = PayloadEditForm(initial={"payload": pretty_json(suggestion.proposal)})
         return _render_edit(request, suggestion, state, form)
     form = PayloadEditForm(request.POST)
     if not form.is_valid():
         return _render_edit(request, suggestion, state, form)
     edited = form.cleaned_data["payload"]
-    changed = bool(payload_changes(suggestion.payload, edited))
+    changed = bool(payload_changes(suggestion.proposal, edited))
     if request.POST.get("action") != "confirm":
         return _render_edit(request, suggestion, state, form, preview=edited, changed=changed)
     previewed = request.POST.get("previewed", "")
@@ -308,7 +325,7 @@ def _precheck(
         status = suggestion.get_status_display().lower()
         messages.error(request, f"Nothing was changed: this suggestion was already {status}.")
         return state, redirect("reviews:review", pk=suggestion.pk)
-    if not state.may_decide:
+    if not state.may_decide and not state.refused_by_rule:
         raise Http404("No such suggestion.")
     if state.held_by_other:
         messages.error(request, f"Nothing was changed: {state.explanation}")
@@ -369,6 +386,7 @@ def _render_review(
             "events": audit_events_for(subject_type="suggestion", subject_id=str(suggestion.pk)),
             "state": state,
             "override_diff": override_diff,
+            "approvals": _approvals(suggestion, decisions),
             **forms,
         },
     )
@@ -392,10 +410,26 @@ def _render_edit(
             "form": form,
             "preview": preview is not None,
             "changed": changed,
-            "diff": payload_line_diff(suggestion.payload, preview) if preview is not None else [],
+            "diff": payload_line_diff(suggestion.proposal, preview) if preview is not None else [],
             "previewed": _digest(preview) if preview is not None else "",
         },
     )
+
+
+def _approvals(suggestion: Suggestion, decisions: list[Decision]) -> dict[str, Any] | None:
+    """Four-eyes progress of an open suggestion: who approved its proposal, and how many must."""
+    required = suggestion.policy.required_approvals
+    if required < 2 or not suggestion.is_open:
+        return None
+    names = [
+        d.reviewer.get_username()
+        for d in decisions
+        if d.outcome == DecisionOutcome.APPROVED
+        and not d.is_final
+        and d.reviewer is not None
+        and d.final_payload == suggestion.proposal
+    ]
+    return {"given": len(names), "required": required, "by": names}
 
 
 def _digest(payload: dict[str, Any]) -> str:

@@ -278,7 +278,13 @@ def test_demo_auditor_reads_trail_suggestions_and_decisions_but_changes_nothing(
     assert browser.post(delete_url, {"post": "yes"}).status_code == 403
     suggestion.refresh_from_db()
     assert suggestion.status == SuggestionStatus.AUTO_APPROVED
-    assert browser.get(reverse("admin:capabilities_capability_changelist")).status_code == 403
+    # Auditors read capabilities and their policy versions, and change none of them.
+    capabilities = browser.get(reverse("admin:capabilities_capability_changelist"))
+    assert capabilities.status_code == 200
+    assert not capabilities.context["has_add_permission"]
+    refunds = Capability.objects.get(key="refunds.issue")
+    change_url = reverse("admin:capabilities_capability_change", args=[refunds.pk])
+    assert browser.post(change_url, {"auto_approve_at": "0.1"}).status_code == 403
 
 
 def test_suggestion_admin_filters_and_searches(django_assert_max_num_queries):

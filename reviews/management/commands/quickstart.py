@@ -22,16 +22,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor
+from capabilities import roles
 from capabilities.models import ApiClient, Capability
-from capabilities.permissions import MANAGE, RESOLVE_ESCALATIONS, REVIEW
 from capabilities.services import (
     IssuedToken,
     api_client_create,
     api_token_issue,
     api_token_revoke,
     capability_create,
-    permission_grant,
     policy_active,
+    role_grant,
 )
 from reviews.models import Suggestion
 from reviews.services import ModelInfo, Usage, suggestion_submit
@@ -80,43 +80,31 @@ CAPABILITIES = [
 
 
 @dataclass(frozen=True)
-class Role:
+class DemoUser:
     username: str
     does: str
-    is_staff: bool = False
+    role: str | None  # a role from capabilities.roles, granted on every demo capability
     is_superuser: bool = False
-    model_perms: tuple[str, ...] = ()
-    object_perms: tuple[str, ...] = ()
     owns_capabilities: bool = False
+
+    @property
+    def is_staff(self) -> bool:
+        return self.is_superuser or bool(self.role and roles.ROLES[self.role].staff)
 
 
 ROLES = [
-    Role("reviewer", "reviews pending suggestions (queue at /)", object_perms=(REVIEW,)),
-    Role(
-        "senior",
-        "reviews and resolves escalations (queue at /)",
-        object_perms=(REVIEW, RESOLVE_ESCALATIONS),
-    ),
-    Role(
+    DemoUser("reviewer", "reviews pending suggestions (queue at /)", roles.REVIEWER),
+    DemoUser("senior", "reviews and resolves escalations (queue at /)", roles.SENIOR_REVIEWER),
+    DemoUser(
         "manager",
         "owns the capabilities, changes thresholds (/admin/)",
-        is_staff=True,
-        model_perms=(
-            "capabilities.view_capability",
-            "capabilities.change_capability",
-            "capabilities.view_policy",
-            "capabilities.view_apiclient",
-        ),
-        object_perms=(MANAGE,),
+        roles.MANAGER,
         owns_capabilities=True,
     ),
-    Role(
-        "auditor",
-        "reads the audit trail and exports it, changes nothing (/audit/)",
-        is_staff=True,
-        model_perms=("audit.view_auditevent", "reviews.view_suggestion", "reviews.view_decision"),
+    DemoUser(
+        "auditor", "reads the audit trail and exports it, changes nothing (/audit/)", roles.AUDITOR
     ),
-    Role("admin", "superuser (/admin/)", is_staff=True, is_superuser=True),
+    DemoUser("admin", "superuser (/admin/)", None, is_superuser=True),
 ]
 
 MODELS = [
@@ -202,7 +190,7 @@ class Command(BaseCommand):
 
     # --- Seeding ------------------------------------------------------------------------------
 
-    def _user(self, role: Role, summary: Summary) -> Any:
+    def _user(self, role: DemoUser, summary: Summary) -> Any:
         user_model = get_user_model()
         user = user_model.objects.filter(username=role.username).first()
         if user is None:
@@ -317,12 +305,9 @@ class Command(BaseCommand):
         )
 
 
-def _grant(user: Any, role: Role, capabilities: list[Capability]) -> None:
-    for perm in role.model_perms:
-        permission_grant(user=user, permission=perm, actor=ACTOR)
-    for perm in role.object_perms:
-        for capability in capabilities:
-            permission_grant(user=user, permission=perm, capability=capability, actor=ACTOR)
+def _grant(user: Any, demo_user: DemoUser, capabilities: list[Capability]) -> None:
+    if demo_user.role is not None:
+        role_grant(user=user, role=demo_user.role, capabilities=capabilities, actor=ACTOR)
 
 
 # --- Demo suggestions -------------------------------------------------------------------------

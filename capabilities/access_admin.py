@@ -1,0 +1,102 @@
+"""The user admin, with roles changed only through the audited services.
+
+Django's own user admin edits groups and permissions directly, which would change access
+without an audit event. Here those fields are read-only; an administrator picks the user's
+roles and the capabilities they hold them on, and saving calls ``role_grant`` and
+``role_revoke``, so every change is audited (who, whom, what).
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
+from django.http import HttpRequest
+from guardian.shortcuts import get_objects_for_user
+
+from audit.services import Actor
+from capabilities.models import Capability
+from capabilities.roles import ROLES
+from capabilities.services import role_grant, role_revoke
+
+User = get_user_model()
+
+
+def held_roles(user: Any) -> list[str]:
+    return sorted(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+
+
+def held_capabilities(user: Any) -> list[Capability]:
+    """Capabilities on which the user holds any role permission directly."""
+    if user.pk is None:
+        return []
+    codenames = {
+        permission for role in ROLES.values() for permission in role.capability_permissions
+    }
+    return list(
+        get_objects_for_user(
+            user,
+            sorted(codenames),
+            klass=Capability,
+            any_perm=True,
+            use_groups=False,
+            with_superuser=False,
+            accept_global_perms=False,
+        )
+    )
+
+
+class UserAccessForm(UserChangeForm):  # type: ignore[type-arg]
+    roles = forms.MultipleChoiceField(
+        choices=[(name, name) for name in ROLES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Each change is recorded in the audit trail.",
+    )
+    capabilities = forms.ModelMultipleChoiceField(
+        queryset=Capability.objects.order_by("key"),
+        required=False,
+        help_text="The capabilities on which the roles above apply (reviewer, senior reviewer "
+        "and manager work per capability; auditors and administrators need none).",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["roles"].initial = held_roles(self.instance)
+            self.fields["capabilities"].initial = held_capabilities(self.instance)
+
+
+class UserAccessAdmin(UserAdmin):  # type: ignore[type-arg]
+    form = UserAccessForm
+    readonly_fields = ("is_staff", "is_superuser", "groups", "user_permissions", "last_login")
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("is_active", "roles", "capabilities", "is_staff", "is_superuser")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if "roles" not in form.cleaned_data:  # the add form has no access fields
+            return
+        user = form.instance
+        actor = Actor.user(request.user)
+        before_roles = set(held_roles(user))
+        before_capabilities = set(held_capabilities(user))
+        roles = set(form.cleaned_data["roles"])
+        capabilities = set(form.cleaned_data["capabilities"])
+        for role in sorted(before_roles - roles):
+            role_revoke(user=user, role=role, actor=actor)
+        for role in sorted(roles):
+            dropped = before_capabilities - capabilities
+            if dropped:
+                role_revoke(user=user, role=role, capabilities=sorted(dropped, key=str), actor=actor)
+            role_grant(user=user, role=role, capabilities=sorted(capabilities, key=str), actor=actor)
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserAccessAdmin)
