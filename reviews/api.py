@@ -23,13 +23,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from capabilities.models import ApiClient
+from capabilities.models import ApiToken
 from capabilities.permissions import can_submit_to_capability
 from reviews.api_support import CapabilityNotInScope, error_body
 from reviews.models import Decision, Suggestion
 from reviews.selectors import (
     access_suggestion,
-    suggestion_list_for_client,
+    suggestion_list_for_token,
     suggestion_list_for_user,
 )
 from reviews.serializers import (
@@ -55,12 +55,12 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
 
 class SubmitsAsApiClient(BasePermission):
-    """Only API clients write; people signed in to the pages may only read."""
+    """Only API clients write, with a token; people signed in to the pages may only read."""
 
     message = "Only API clients submit suggestions: send Authorization: Bearer <token>."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return request.method in SAFE_METHODS or isinstance(request.user, ApiClient)
+        return request.method in SAFE_METHODS or isinstance(request.auth, ApiToken)
 
 
 class SuggestionCursorPagination(CursorPagination):
@@ -106,7 +106,10 @@ def _error(description: str) -> OpenApiResponse:
 
 
 _INVALID = _error("A field is invalid; `fields` names it (`invalid`, or `parse_error`).")
-_UNAUTHENTICATED = _error("No token, or an invalid or revoked one.")
+_UNAUTHENTICATED = _error(
+    "No token, or one that does not work: unknown, revoked, expired, or its client deactivated "
+    "(`message` says which)."
+)
 _NOT_FOUND = _error("No such suggestion, or not one the caller may read.")
 
 _SUBMIT_EXAMPLE = OpenApiExample(
@@ -136,9 +139,9 @@ class SuggestionListCreateApi(APIView):
     @extend_schema(
         summary="List suggestions",
         description=(
-            "An API client sees the suggestions it submitted; a signed-in person sees those of "
-            "the capabilities they may review. Newest first, 50 a page (`page_size` up to 200); "
-            "follow `next` to walk the pages."
+            "A token sees the suggestions its client submitted to the capabilities in the "
+            "token's scope; a signed-in person sees those of the capabilities they may review. "
+            "Newest first, 50 a page (`page_size` up to 200); follow `next` to walk the pages."
         ),
         parameters=[SuggestionListQuerySerializer],
         responses={200: SuggestionSerializer(many=True), 400: _INVALID, 401: _UNAUTHENTICATED},
@@ -146,8 +149,8 @@ class SuggestionListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         query = SuggestionListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        if isinstance(request.user, ApiClient):
-            suggestions = suggestion_list_for_client(client=request.user, **query.validated_data)
+        if isinstance(request.auth, ApiToken):
+            suggestions = suggestion_list_for_token(token=request.auth, **query.validated_data)
         else:
             suggestions = suggestion_list_for_user(user=request.user, **query.validated_data)
         paginator = self.pagination_class()
@@ -168,8 +171,9 @@ class SuggestionListCreateApi(APIView):
             400: _INVALID,
             401: _UNAUTHENTICATED,
             403: _error(
-                "`capability_not_in_scope`: the token may not submit to this capability; "
-                "`permission_denied`: the caller is not an API client."
+                "`capability_not_in_scope`: the capability is outside the token's scope (even "
+                "if its client may submit to it); `permission_denied`: the caller is not an "
+                "API client."
             ),
             413: _error("`payload_too_large`: the body is over the size limit (256 KB)."),
         },
@@ -178,12 +182,15 @@ class SuggestionListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = SuggestionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        client: ApiClient = request.user  # type: ignore[assignment]  # SubmitsAsApiClient
+        token = request.auth
+        assert isinstance(token, ApiToken)  # SubmitsAsApiClient let only token callers through
         capability = serializer.validated_data["capability"]
-        if not can_submit_to_capability(client, capability):
+        if not can_submit_to_capability(token, capability):
             raise CapabilityNotInScope(f"This token may not submit to {capability.key}.")
         try:
-            suggestion = suggestion_submit(client=client, **serializer.validated_data)
+            suggestion = suggestion_submit(
+                client=token.client, token=token, **serializer.validated_data
+            )
         except PermissionDenied as exc:  # the scope changed since the check above
             raise CapabilityNotInScope(str(exc)) from None
         location = reverse("suggestion-detail", kwargs={"suggestion_id": suggestion.pk})
@@ -200,9 +207,9 @@ class SuggestionDetailApi(APIView):
     @extend_schema(
         summary="Read a suggestion",
         description=(
-            "Its status, decisions and execution. Only its submitter, a person allowed on its "
-            "capability, or an auditor may read it; anyone else gets 404, as if it did not "
-            "exist."
+            "Its status, decisions and execution. Only a token of its submitter whose scope "
+            "holds its capability, a person allowed on its capability, or an auditor may read "
+            "it; anyone else gets 404, as if it did not exist."
         ),
         parameters=[
             OpenApiParameter("suggestion_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
@@ -210,7 +217,9 @@ class SuggestionDetailApi(APIView):
         responses={200: SuggestionSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND},
     )
     def get(self, request: Request, suggestion_id: str) -> Response:
-        suggestion = access_suggestion(request.user, suggestion_id)
+        # A token reads within its own scope, not all its client may reach.
+        principal = request.auth if isinstance(request.auth, ApiToken) else request.user
+        suggestion = access_suggestion(principal, suggestion_id)
         prefetch_related_objects([suggestion], _decisions_with_reviewers())
         return Response(SuggestionSerializer(suggestion).data)
 

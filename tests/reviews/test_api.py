@@ -14,7 +14,9 @@ from django.utils import timezone
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
+from audit.services import Actor
 from capabilities.models import ApiToken
+from capabilities.services import api_client_update, api_token_issue
 from reviews.api_support import LimitedJSONParser, PayloadTooLarge, api_exception_handler
 from reviews.models import DecisionOutcome, Suggestion, SuggestionStatus
 from reviews.services import decision_record
@@ -23,6 +25,7 @@ from tests.factories import ApiClientFactory, UserFactory, submit
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/suggestions/"
+TESTS = Actor.system("tests")
 MAX_BODY = 256 * 1024
 _ABSENT = object()
 
@@ -283,7 +286,18 @@ def test_submission_with_a_revoked_token_is_401(issued):
 
     response = bearer(issued.secret).post(URL, valid_body(), format="json")
 
-    assert_error(response, 401, "authentication_failed")
+    error = assert_error(response, 401, "authentication_failed")
+    assert "revoked" in error["message"]
+    assert Suggestion.objects.count() == 0
+
+
+def test_submission_with_an_expired_token_is_401_saying_it_expired(issued):
+    ApiToken.objects.filter(pk=issued.token.pk).update(expires_at=timezone.now())
+
+    response = bearer(issued.secret).post(URL, valid_body(), format="json")
+
+    error = assert_error(response, 401, "authentication_failed")
+    assert "expired" in error["message"]
     assert Suggestion.objects.count() == 0
 
 
@@ -505,9 +519,12 @@ def test_client_lists_only_its_own_suggestions_newest_first(api, api_client_row,
 
 
 def test_list_filters_by_status_capability_and_external_id(
-    api, api_client_row, capability, other_capability
+    api_client_row, capability, other_capability
 ):
-    api_client_row.capabilities.add(other_capability)
+    api_client_update(
+        client=api_client_row, capabilities=[capability, other_capability], actor=TESTS
+    )
+    api = bearer(api_token_issue(client=api_client_row, actor=TESTS).secret)
     pending = submit(api_client_row, capability, confidence=0.5, external_id="t-1")
     approved = submit(api_client_row, capability, confidence=0.95, external_id="t-2")
     moderated = submit(api_client_row, other_capability, confidence=0.5, external_id="t-1")
@@ -652,7 +669,8 @@ def test_detail_query_count_is_bounded(
     decision_record(user=senior, suggestion_id=suggestion.pk, outcome=DecisionOutcome.APPROVED)
     api.get(URL)
 
-    with django_assert_max_num_queries(3):  # token, suggestion, decisions with reviewers
+    # token, suggestion, whether the token's scope holds its capability, decisions with reviewers
+    with django_assert_max_num_queries(4):
         response = api.get(detail_url(suggestion.pk))
     assert [d["outcome"] for d in response.json()["decisions"]] == ["escalated", "approved"]
 
