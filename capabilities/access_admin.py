@@ -91,11 +91,12 @@ class UserAccessAdmin(UserAdmin):  # type: ignore[type-arg]
         capabilities = set(form.cleaned_data["capabilities"])
         for role in sorted(before_roles - roles):
             role_revoke(user=user, role=role, actor=actor)
+        dropped = sorted(before_capabilities - capabilities, key=str)
+        kept = sorted(capabilities, key=str)
         for role in sorted(roles):
-            dropped = before_capabilities - capabilities
             if dropped:
-                role_revoke(user=user, role=role, capabilities=sorted(dropped, key=str), actor=actor)
-            role_grant(user=user, role=role, capabilities=sorted(capabilities, key=str), actor=actor)
+                role_revoke(user=user, role=role, capabilities=dropped, actor=actor)
+            role_grant(user=user, role=role, capabilities=kept, actor=actor)
 
 
 admin.site.unregister(User)

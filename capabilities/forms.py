@@ -5,10 +5,11 @@ from typing import Any
 
 from django import forms
 
-from capabilities.models import Capability
+from capabilities.models import APPROVAL_CHOICES, Capability
 from capabilities.services import policy_active
 
-THRESHOLD_FIELDS = ("auto_approve_at", "auto_reject_below")
+# The active policy's fields the form edits; a change publishes a new policy version.
+THRESHOLD_FIELDS = ("auto_approve_at", "auto_reject_below", "required_approvals")
 
 
 def _threshold_field(label: str, help_text: str) -> forms.DecimalField:
@@ -38,6 +39,13 @@ class CapabilityAdminForm(forms.ModelForm):
         "Auto-reject below",
         "Confidence below this is rejected without review; must not be above auto-approve.",
     )
+    required_approvals = forms.TypedChoiceField(
+        label="Approvers needed",
+        choices=APPROVAL_CHOICES,
+        coerce=int,
+        initial=1,
+        help_text="Two for four eyes: two distinct people must approve what goes to review.",
+    )
     policy_note = forms.CharField(
         label="Why this change",
         max_length=300,
@@ -47,7 +55,7 @@ class CapabilityAdminForm(forms.ModelForm):
 
     class Meta:
         model = Capability
-        fields = ["key", "name", "description", "owner"]
+        fields = ["key", "name", "description", "owner", "owner_group"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,4 +81,4 @@ class CapabilityAdminForm(forms.ModelForm):
         return any(
             Decimal(self.cleaned_data[name]) != Decimal(getattr(active, name))
             for name in THRESHOLD_FIELDS
-        )
+        )  # required_approvals is an int: Decimal compares it the same way

@@ -7,6 +7,8 @@ from django.db import models
 
 CAPABILITY_KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
+APPROVAL_CHOICES = [(1, "One reviewer"), (2, "Two distinct reviewers (four eyes)")]
+
 _unit_interval = [MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))]
 
 
@@ -102,7 +104,7 @@ class Policy(models.Model):
     )
     required_approvals = models.PositiveSmallIntegerField(
         default=1,
-        choices=[(1, "One reviewer"), (2, "Two distinct reviewers (four eyes)")],
+        choices=APPROVAL_CHOICES,
         help_text="How many distinct people must approve a suggestion that goes to review.",
     )
     note = models.CharField(max_length=300, blank=True, help_text="Why this version exists.")

@@ -49,6 +49,11 @@ def can_manage_capability(user: Any, capability: Capability) -> bool:
     return _has_capability_permission(user, MANAGE, capability)
 
 
+def can_administer_capabilities(user: Any) -> bool:
+    """May ``user`` create capabilities and see every one (the administrator role)?"""
+    return bool(user.is_active and user.has_perm("capabilities.add_capability"))
+
+
 def reviewable_capabilities(user: Any) -> QuerySet[Capability]:
     """The capabilities whose pending suggestions ``user`` may see and decide."""
     return _capabilities_with(user, REVIEW)
@@ -61,9 +66,11 @@ def escalation_capabilities(user: Any) -> QuerySet[Capability]:
 
 def visible_capabilities(user: Any) -> QuerySet[Capability]:
     """The capabilities ``user`` may see at all: those they manage, review, resolve escalations
-    for, or were granted ``view_capability`` on (superusers: all)."""
+    for, or were granted ``view_capability`` on; all of them for auditors and superusers."""
     if not user.is_active:
         return Capability.objects.none()
+    if can_read_audit_trail(user) or can_administer_capabilities(user):
+        return Capability.objects.all()
     return get_objects_for_user(
         user,
         [MANAGE, REVIEW, RESOLVE_ESCALATIONS, VIEW],
@@ -80,12 +87,7 @@ def can_submit_to_capability(principal: ApiClient | ApiToken, capability: Capabi
     within both the token's scope and its client's.
     """
     if isinstance(principal, ApiToken):
-        token = principal
-        if not token_is_live(token):
-            return False
-        if not token.capabilities.filter(pk=capability.pk).exists():
-            return False
-        principal = token.client
+        return _token_reaches(principal, capability)
     return principal.is_active and principal.capabilities.filter(pk=capability.pk).exists()
 
 
@@ -96,19 +98,35 @@ def token_is_live(token: ApiToken) -> bool:
 
 
 def can_view_suggestion(principal: Any, suggestion: _SuggestionLike) -> bool:
-    """May ``principal`` (an API client or a user) read ``suggestion``?
+    """May ``principal`` (an API token, an API client or a user) read ``suggestion``?
 
-    A client reads only what it submitted; a user reads suggestions of capabilities they may
+    A token reads what its client submitted, of the capabilities it may submit to (a token
+    scoped to one capability does not read its client's suggestions of another); a client (an
+    internal caller) reads what it submitted. A user reads suggestions of capabilities they may
     review or resolve escalations for, and an auditor (who reads the whole audit trail) reads
     every suggestion. Reading is not deciding: ``reviews.permissions.can_decide_suggestion``
     says who decides, and it does not let auditors.
     """
+    if isinstance(principal, ApiToken):
+        return suggestion.api_client_id == principal.client_id and _token_reaches(
+            principal, suggestion.capability
+        )
     if isinstance(principal, ApiClient):
         return principal.is_active and suggestion.api_client_id == principal.pk
     return (
         can_review_capability(principal, suggestion.capability)
         or can_resolve_escalations(principal, suggestion.capability)
         or can_read_audit_trail(principal)
+    )
+
+
+def _token_reaches(token: ApiToken, capability: Capability) -> bool:
+    """Live, and ``capability`` within the token's scope and its client's. One query."""
+    return (
+        token_is_live(token)
+        and Capability.objects.filter(
+            pk=capability.pk, api_tokens=token, api_clients=token.client_id
+        ).exists()
     )
 
 

@@ -4,6 +4,7 @@ Production differs from the demo only by its environment. Unset, everything fall
 embedded default: an SQLite file in the project folder and background jobs run in-process.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import dj_database_url
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "axes",
     "audit",
     "capabilities",
     "reviews",
@@ -49,6 +51,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a login that locked its pair out into the
+    # lockout page (see AXES_LOCKOUT_CALLABLE).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -120,7 +125,10 @@ TASKS = {
 
 # --- Authentication and sessions --------------------------------------------------------------
 
+# django-axes comes first: it refuses a locked-out username and address before any backend
+# checks the password (it logs nobody in itself). Single sign-on adds its backend below.
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -136,14 +144,105 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Password logins (django-axes, hooks in capabilities/lockout.py): SIGNOFF_LOGIN_FAILURE_LIMIT
+# wrong passwords for one username from one address lock that pair out for
+# SIGNOFF_LOGIN_COOLOFF_MINUTES (0: until an administrator runs `manage.py axes_reset_username`).
+# Keyed on the pair, so nobody can lock a person out from everywhere by guessing at their name,
+# and one shared address does not lock out everyone behind it.
+AXES_FAILURE_LIMIT = env_int("SIGNOFF_LOGIN_FAILURE_LIMIT", 5)
+_login_cooloff_minutes = env_int("SIGNOFF_LOGIN_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = (
+    dt.timedelta(minutes=_login_cooloff_minutes) if _login_cooloff_minutes > 0 else None
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Attempts during a lockout are refused unchecked and uncounted, so the retry time the lockout
+# page states holds (and the lockout is recorded once); a guesser still gets at most
+# AXES_FAILURE_LIMIT tries per cool-off.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "capabilities.lockout.lockout_response"
+AXES_WHITELIST_CALLABLE = "capabilities.lockout.attempt_is_exempt"
+AXES_CLIENT_IP_CALLABLE = "capabilities.lockout.client_ip_address"
+# Behind a load balancer every request comes from its address. With N proxies in front that each
+# append to X-Forwarded-For, the client is the Nth address from the right of that header; only
+# set this when the application cannot be reached except through those proxies.
+SIGNOFF_TRUSTED_PROXY_COUNT = env_int("SIGNOFF_TRUSTED_PROXY_COUNT", 0)
+
+# Session cookies: out of reach of scripts, over HTTPS only unless DEBUG, and not sent with
+# cross-site subrequests. Lax rather than Strict: the identity provider's redirect back to the
+# single sign-on callback is a cross-site navigation that must carry the session. Every login
+# gets a fresh session key (Django rotates it), so a session planted before login is worthless.
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# A working day at most, and gone with the browser: reviewers may share machines.
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 60 * 60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# --- Single sign-on (OpenID Connect) ----------------------------------------------------------
+
+
+def _role_map(name: str, value: str) -> dict[str, tuple[str, ...]]:
+    """Parse "group=role,group=role" into {group: (role, ...)}, refusing unknown roles."""
+    from capabilities.roles import ROLES  # plain data, no models: safe before setup
+
+    role_map: dict[str, tuple[str, ...]] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        group, separator, role = (part.strip() for part in item.partition("="))
+        if not separator or not group or role not in ROLES:
+            raise ImproperlyConfigured(
+                f"{name}: {item.strip()!r} is not group=role with a role among "
+                f"{', '.join(sorted(ROLES))}."
+            )
+        role_map[group] = (*role_map.get(group, ()), role)
+    return role_map
+
+
+# Off unless OIDC_RP_CLIENT_ID is set. Then the provider's endpoints are required, its backend
+# joins AUTHENTICATION_BACKENDS, /oidc/ is routed and the login page offers it (mozilla-django-
+# oidc; the backend, which creates users and syncs their roles, is capabilities/sso.py).
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+SIGNOFF_SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
+# The claim that lists a person's groups, and which roles each group gives, as
+# "group=role,group=role" (a group may appear more than once). Only the roles named here are
+# synced from the provider at every login; roles given by hand outside the map are left alone.
+SIGNOFF_OIDC_GROUPS_CLAIM = env_str("SIGNOFF_OIDC_GROUPS_CLAIM", "groups")
+SIGNOFF_OIDC_ROLE_MAP = _role_map("SIGNOFF_OIDC_ROLE_MAP", env_str("SIGNOFF_OIDC_ROLE_MAP"))
+if SIGNOFF_SSO_ENABLED:
+    OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+    OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT")
+    OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT")
+    OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT")
+    OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+    _oidc_required = [
+        "OIDC_RP_CLIENT_SECRET",
+        "OIDC_OP_AUTHORIZATION_ENDPOINT",
+        "OIDC_OP_TOKEN_ENDPOINT",
+        "OIDC_OP_USER_ENDPOINT",
+    ]
+    if not OIDC_RP_SIGN_ALGO.startswith("HS"):
+        # An asymmetric signature is checked against the keys the provider publishes.
+        _oidc_required.append("OIDC_OP_JWKS_ENDPOINT")
+    _oidc_missing = [name for name in _oidc_required if not globals()[name]]
+    if _oidc_missing:
+        raise ImproperlyConfigured(
+            f"OIDC_RP_CLIENT_ID is set, which turns single sign-on on; it also needs "
+            f"{', '.join(_oidc_missing)}."
+        )
+    OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+    # PKCE ties the authorization code to the browser that asked for it.
+    OIDC_USE_PKCE = env_bool("OIDC_USE_PKCE", default=True)
+    # The library would wait forever; a provider that hangs must not hold a web worker.
+    OIDC_TIMEOUT = env_int("OIDC_TIMEOUT_SECONDS", 10)
+    OIDC_CALLBACK_CLASS = "capabilities.sso.SignoffOIDCCallbackView"
+    AUTHENTICATION_BACKENDS.append("capabilities.sso.SignoffOIDCBackend")
 
 # --- Internationalisation ---------------------------------------------------------------------
 
@@ -197,6 +296,9 @@ SIGNOFF_MAX_BODY_BYTES = env_int("SIGNOFF_MAX_BODY_BYTES", 256 * 1024)
 SIGNOFF_CLAIM_TTL_SECONDS = env_int("SIGNOFF_CLAIM_TTL_SECONDS", 15 * 60)
 # Extra regular expressions whose matches are redacted from prompts and contexts (comma-separated).
 SIGNOFF_REDACT_PATTERNS = env_list("SIGNOFF_REDACT_PATTERNS", [])
+# How long a rotated API token keeps working next to its successor (a day), so that systems
+# switch to the new one without a gap.
+SIGNOFF_TOKEN_ROTATION_OVERLAP_SECONDS = env_int("SIGNOFF_TOKEN_ROTATION_OVERLAP_SECONDS", 86_400)
 
 # --- Audit trail ------------------------------------------------------------------------------
 

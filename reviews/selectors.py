@@ -111,7 +111,12 @@ def access_suggestion(principal: Any, suggestion_id: Any) -> Suggestion:
     try:
         suggestion = (
             Suggestion.objects.select_related(
-                "capability", "capability__owner", "policy", "api_client", "claimed_by"
+                "capability",
+                "capability__owner",
+                "capability__owner_group",
+                "policy",
+                "api_client",
+                "claimed_by",
             )
             .filter(pk=suggestion_id)
             .first()

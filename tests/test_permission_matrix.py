@@ -1,4 +1,4 @@
-"""Every page and REST operation × every role × (own capability, other capability): the exact
+"""Every page and REST operation, for every role, on its own capability and another: the exact
 status each gets. A named route that has no row here fails ``test_every_route_has_a_row``.
 
 "Own" is a suggestion of ``refunds.issue``, the capability the roles were granted on (and the
@@ -92,35 +92,66 @@ MATRIX: dict[str, Row] = {
     "login": Row("GET", {**SEES_ALL, "anonymous": 200, "client": 200}),
     "logout": Row("POST", {role: 302 for role in ROLES}),
     "reviews:queue": Row("GET", SEES_ALL),
-    "reviews:claim_next": Row("POST", {**SEES_ALL, "reviewer": 302, "senior": 302,
-                                       "manager": 302, "auditor": 302, "administrator": 302}),
+    "reviews:claim_next": Row(
+        "POST",
+        {
+            **SEES_ALL,
+            "reviewer": 302,
+            "senior": 302,
+            "manager": 302,
+            "auditor": 302,
+            "administrator": 302,
+        },
+    ),
     "reviews:review": Row("GET", READ_OWN, READ_OTHER),
     "reviews:timeline": Row("GET", READ_OWN, READ_OTHER),
     "reviews:claim": Row("POST", DECIDE_OWN, DECIDE_OTHER),
     # Releasing what one does not hold only says so; it needs read access.
-    "reviews:release": Row("POST", {**READ_OWN, "reviewer": 302, "senior": 302, "auditor": 302},
-                           {**READ_OTHER, "auditor": 302}),
+    "reviews:release": Row(
+        "POST",
+        {**READ_OWN, "reviewer": 302, "senior": 302, "auditor": 302},
+        {**READ_OTHER, "auditor": 302},
+    ),
     "reviews:approve": Row("POST", DECIDE_OWN, DECIDE_OTHER),
     "reviews:reject": Row("POST", DECIDE_OWN, DECIDE_OTHER, {"reason": "Wrong order"}),
     "reviews:escalate": Row("POST", DECIDE_OWN, DECIDE_OTHER, {"reason": "Over my limit"}),
-    "reviews:edit": Row("GET", {**DECIDE_OWN, "reviewer": 200, "senior": 200},
-                        DECIDE_OTHER),
+    "reviews:edit": Row("GET", {**DECIDE_OWN, "reviewer": 200, "senior": 200}, DECIDE_OTHER),
     "audit:log": Row("GET", AUDITORS_ONLY),
     "audit:export": Row("GET", AUDITORS_ONLY, body={"format": "jsonl"}),
     "suggestion-list": Row("GET", API_READ),
     "suggestion-list:POST": Row(
         "POST",
         # People submit nothing (403); the client's token may submit to its own scope only.
-        {**API_READ, "reviewer": 403, "senior": 403, "manager": 403, "auditor": 403,
-         "administrator": 403, "client": 201},
-        {**API_READ, "reviewer": 403, "senior": 403, "manager": 403, "auditor": 403,
-         "administrator": 403, "client": 403},
+        {
+            **API_READ,
+            "reviewer": 403,
+            "senior": 403,
+            "manager": 403,
+            "auditor": 403,
+            "administrator": 403,
+            "client": 201,
+        },
+        {
+            **API_READ,
+            "reviewer": 403,
+            "senior": 403,
+            "manager": 403,
+            "auditor": 403,
+            "administrator": 403,
+            "client": 403,
+        },
     ),
     "suggestion-detail": Row(
         "GET",
         {**API_READ, "manager": 404, "administrator": 404},
-        {**API_READ, "reviewer": 404, "senior": 404, "manager": 404, "administrator": 404,
-         "client": 404},
+        {
+            **API_READ,
+            "reviewer": 404,
+            "senior": 404,
+            "manager": 404,
+            "administrator": 404,
+            "client": 404,
+        },
     ),
     "schema": Row("GET", {role: 200 for role in ROLES}),
     "docs": Row("GET", {role: 200 for role in ROLES}),
@@ -137,15 +168,26 @@ MATRIX: dict[str, Row] = {
     ),
     "admin:audit_auditevent_changelist": Row(
         "GET",
-        {**SEES_ALL, "reviewer": 302, "senior": 302, "manager": 403, "administrator": 403,
-         "client": 302},
+        {
+            **SEES_ALL,
+            "reviewer": 302,
+            "senior": 302,
+            "manager": 403,
+            "administrator": 403,
+            "client": 302,
+        },
     ),
 }
 
 # Routes that need no row: the admin's own pages, the OIDC handshake, the API's 404 catch-all.
 UNLISTED_NAMESPACES = {"admin"}
-UNLISTED_NAMES = {"api-not-found", "oidc_authentication_init", "oidc_authentication_callback",
-                  "oidc_logout", "favicon"}
+UNLISTED_NAMES = {
+    "api-not-found",
+    "oidc_authentication_init",
+    "oidc_authentication_callback",
+    "oidc_logout",
+    "favicon",
+}
 
 
 @pytest.fixture
@@ -197,8 +239,9 @@ def request_as(role: str, world: dict[str, Any], name: str, target: str) -> int:
             "confidence": 0.5,
             "model": {"name": "gpt-4o"},
         }
-        response = client.post(url, json.dumps(body), content_type="application/json",
-                               headers=headers)
+        response = client.post(
+            url, json.dumps(body), content_type="application/json", headers=headers
+        )
     elif row.method == "POST":
         response = client.post(url, row.body or {}, headers=headers)
     else:

@@ -60,7 +60,8 @@ def role_revoke(
     ``capabilities``, take the whole role: the group and the role's permissions everywhere.
 
     Audited as ``permission.revoked`` per permission removed and ``role.revoked`` when the
-    user leaves the role. Permissions another role of the user also grants are kept.
+    user leaves the role. Permissions another role of the user also grants are kept; the admin
+    site is closed to them when no remaining role opens it.
     """
     definition = _role(role)
     with transaction.atomic():
@@ -82,6 +83,14 @@ def role_revoke(
                     )
         if capabilities is None and user.groups.filter(name=definition.name).exists():
             user.groups.remove(Group.objects.get(name=definition.name))
+            still_staff = any(
+                ROLES[name].staff
+                for name in user.groups.values_list("name", flat=True)
+                if name in ROLES
+            )
+            if user.is_staff and not still_staff and not user.is_superuser:
+                user.is_staff = False  # the admin site was part of the role, not of the person
+                user.save(update_fields=["is_staff"])
             audit_event_record(
                 actor=actor,
                 action=AuditAction.ROLE_REVOKED,

@@ -50,6 +50,18 @@ def test_staff_roles_open_the_admin_site(capability):
     assert not can_review_capability(maya, capability)
 
 
+def test_leaving_the_last_staff_role_closes_the_admin_site(capability):
+    maya = UserFactory(username="maya")
+    role_grant(user=maya, role="manager", capabilities=[capability], actor=TESTS)
+    role_grant(user=maya, role="auditor", actor=TESTS)
+    role_revoke(user=maya, role="manager", actor=TESTS)
+    maya.refresh_from_db()
+    assert maya.is_staff  # still an auditor
+    role_revoke(user=maya, role="auditor", actor=TESTS)
+    maya.refresh_from_db()
+    assert not maya.is_staff
+
+
 def test_revoking_on_one_capability_keeps_the_others(capability, other_capability):
     rita = UserFactory(username="rita")
     role_grant(user=rita, role="reviewer", capabilities=[capability, other_capability], actor=TESTS)
