@@ -102,6 +102,18 @@ class Policy(models.Model):
         validators=_unit_interval,
         help_text="Confidence below this is rejected without review.",
     )
+    sla_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Minutes an item may wait at each rung of the escalation ladder (reviewers, "
+        "senior reviewers, the owner) before it climbs; empty: no deadline.",
+    )
+    sla_default = models.CharField(
+        max_length=16,
+        choices=[("reject", "Fail closed: reject"), ("approve", "Fail open: approve")],
+        default="reject",
+        help_text="What happens to an item nobody decided, past the top of the ladder.",
+    )
     required_approvals = models.PositiveSmallIntegerField(
         default=1,
         choices=APPROVAL_CHOICES,
@@ -147,6 +159,11 @@ class ApiClient(models.Model):
         Capability,
         related_name="api_clients",
         help_text="The most a token of this client may be scoped to.",
+    )
+    webhook_secret = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Standard Webhooks signing secret (whsec_…, at least 24 random bytes).",
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

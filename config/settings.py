@@ -292,6 +292,9 @@ SPECTACULAR_SETTINGS = {
 
 # Largest request body the API accepts; larger ones get 413 and store nothing.
 SIGNOFF_MAX_BODY_BYTES = env_int("SIGNOFF_MAX_BODY_BYTES", 256 * 1024)
+# Outbox work enqueued this long ago and not done is enqueued again by the sweep: its job was
+# lost or its worker died. Longer than the slowest handler should take.
+SIGNOFF_OUTBOX_STALE_SECONDS = env_int("SIGNOFF_OUTBOX_STALE_SECONDS", 300)
 # How long a reviewer's claim on an item holds before another reviewer may take it over.
 SIGNOFF_CLAIM_TTL_SECONDS = env_int("SIGNOFF_CLAIM_TTL_SECONDS", 15 * 60)
 # Extra regular expressions whose matches are redacted from prompts and contexts (comma-separated).

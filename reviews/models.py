@@ -26,6 +26,7 @@ class ExecutionStatus(models.TextChoices):
     NOT_STARTED = "not_started", "Not started"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
+    # Failed for now: retried at ``execution_next_attempt_at`` until attempts run out.
     FAILED = "failed", "Failed"
 
 
@@ -80,6 +81,14 @@ class Suggestion(models.Model):
     execution_error = models.TextField(blank=True)
     execution_result = models.JSONField(null=True, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
+    execution_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    execution_next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    # The escalation ladder: 0 reviewers, 1 senior reviewers, 2 the capability's owner. An open
+    # suggestion not decided by ``due_at`` climbs a rung; past the top, its policy's default
+    # decides it.
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -94,6 +103,11 @@ class Suggestion(models.Model):
             models.Index(fields=["api_client", "-created_at"], name="suggestion_client_recent"),
             models.Index(fields=["api_client", "external_id"], name="suggestion_client_external"),
             models.Index(fields=["status", "created_at"], name="suggestion_status_age"),
+            models.Index(
+                fields=["due_at"],
+                condition=models.Q(status__in=["pending_review", "escalated"]),
+                name="suggestion_open_due",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -173,3 +187,131 @@ class Decision(models.Model):
     @property
     def is_automatic(self) -> bool:
         return self.reviewer_id is None
+
+
+class OutboxKind(models.TextChoices):
+    EXECUTE = "execute", "Run the capability's handler"
+    WEBHOOK = "webhook", "Deliver a webhook"
+
+
+class OutboxItem(models.Model):
+    """Work that must happen because of a committed change, written in that same transaction.
+
+    ``transaction.on_commit`` alone loses the work when the process dies between the commit and
+    the enqueue. An outbox row cannot be lost that way: the relay enqueues it after the commit,
+    and a periodic sweep enqueues again whatever is due and not done (never enqueued, or its
+    worker died). ``ref`` identifies the subject (a suggestion id, a webhook delivery id); the
+    job that runs it is idempotent for it.
+    """
+
+    kind = models.CharField(max_length=16, choices=OutboxKind.choices)
+    ref = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    available_at = models.DateTimeField(help_text="Not to be run before this (retries back off).")
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    enqueue_count = models.PositiveIntegerField(default=0)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["available_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["available_at"],
+                condition=models.Q(done_at__isnull=True),
+                name="outbox_due",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "ref"],
+                condition=models.Q(done_at__isnull=True),
+                name="outbox_one_open_item_per_subject",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ref}"
+
+
+class WebhookState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed (retries exhausted)"
+    GONE = "gone", "Stopped (the receiver answered 410 Gone)"
+
+
+class WebhookDelivery(models.Model):
+    """One message to a submitter's ``callback_url`` (Standard Webhooks), and how it went.
+
+    ``message_id`` is the ``webhook-id`` header: the same across retries, so a receiver can
+    drop duplicates. Every attempt is kept in ``WebhookAttempt``.
+    """
+
+    suggestion = models.ForeignKey(Suggestion, on_delete=models.PROTECT, related_name="webhooks")
+    message_id = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=64)
+    url = models.URLField(max_length=500)
+    payload = models.JSONField()
+    state = models.CharField(max_length=16, choices=WebhookState.choices, default="pending")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.message_id}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt of a webhook delivery."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="tries")
+    attempted_at = models.DateTimeField(auto_now_add=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["attempted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} → {self.status_code or self.error[:40]}"
+
+
+class IdempotencyState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    COMPLETED = "completed", "Completed"
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a client sent with a submission, and the answer it got.
+
+    Scoped to the API client. The same key with the same body replays ``response_body`` byte
+    for byte; with another body it is refused (422); while the first request is in flight, a
+    second one gets 409. Kept at least ``SIGNOFF_IDEMPOTENCY_TTL_SECONDS``.
+    """
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=IdempotencyState.choices)
+    capability_key = models.CharField(max_length=100, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    replays = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_per_client"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_age")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}:{self.key}"

@@ -24,8 +24,8 @@ from audit.permissions import can_read_audit_trail
 from audit.services import Actor, Subject, audit_checkpoint_write, audit_event_record
 from audit.verification import Report, verify_events
 from capabilities.models import ApiClient, Capability
-from reviews.models import Suggestion
-from reviews.services import DecisionOutcome, decision_record
+from reviews.models import DecisionOutcome, Suggestion
+from reviews.services import decision_record
 from tests.audit.factories import append_recorded_at
 from tests.factories import ApiClientFactory, UserFactory, submit
 

@@ -17,9 +17,8 @@ from audit.models import AuditAction, AuditEvent
 from audit.services import Actor, Subject, audit_event_record
 from capabilities import handlers
 from capabilities.models import ApiClient, Capability
-from reviews.models import Suggestion, SuggestionStatus
+from reviews.models import DecisionOutcome, Suggestion, SuggestionStatus
 from reviews.services import (
-    DecisionOutcome,
     Usage,
     decision_record,
     suggestion_claim,

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from capabilities.models import ApiClient, Capability
-from reviews.models import Decision, Suggestion, SuggestionStatus
-from reviews.services import DecisionOutcome, decision_record, suggestion_claim
+from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
+from reviews.services import decision_record, suggestion_claim
 from tests.factories import ApiClientFactory, submit
 
 pytestmark = pytest.mark.django_db
