@@ -4,11 +4,13 @@ Each view validates with a serializer, calls one service or selector, and serial
 answer. Errors are shaped by ``reviews.api_support.api_exception_handler``.
 """
 
+import json
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.urls import Resolver404, resolve, reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
@@ -25,7 +27,12 @@ from rest_framework.views import APIView
 
 from capabilities.models import ApiToken
 from capabilities.permissions import can_submit_to_capability
-from reviews.api_support import CapabilityNotInScope, error_body
+from reviews.api_support import (
+    CapabilityNotInScope,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
+    error_body,
+)
 from reviews.models import Decision, Suggestion
 from reviews.selectors import (
     access_suggestion,
@@ -38,7 +45,15 @@ from reviews.serializers import (
     SuggestionSerializer,
     SuggestionSubmitSerializer,
 )
-from reviews.services import suggestion_submit
+from reviews.services import (
+    IDEMPOTENCY_HEADER,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    IdempotentReplay,
+    idempotency_key_check,
+    idempotency_key_use,
+    suggestion_submit,
+)
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
@@ -130,6 +145,41 @@ _SUBMIT_EXAMPLE = OpenApiExample(
 )
 
 
+IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"
+_IDEMPOTENCY_KEY = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
+    OpenApiParameter.HEADER,
+    description=(
+        "Makes a retry safe: a key of your choice (a UUID, say), 1 to 255 printable ASCII "
+        "characters, new for each new suggestion and the same on every retry of it. Scoped to "
+        "your API client; kept at least 24 hours."
+    ),
+)
+_IDEMPOTENT_REPLAYED = OpenApiParameter(
+    IDEMPOTENT_REPLAYED_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    enum=["true"],
+    description="Present when this answer replays the first answer to the `Idempotency-Key`.",
+    response=[201, 400, 403],
+)
+_LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    description="The URL of the suggestion.",
+    response=[201],
+)
+_RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    description="Seconds to wait before retrying.",
+    response=[409],
+)
+
+
 class SuggestionListCreateApi(APIView):
     """``/api/v1/suggestions/``: submit a suggestion, or list the ones the caller may read."""
 
@@ -163,27 +213,75 @@ class SuggestionListCreateApi(APIView):
             "Validates, redacts the prompt and context, and routes the suggestion by the "
             "capability's active policy: `auto_approved`, `auto_rejected` or `pending_review`. "
             "`route` says why and which policy version decided. A refused request stores "
-            "nothing."
+            "nothing.\n\n"
+            "To retry safely, send an `Idempotency-Key`: the same key with the same body "
+            "(formatting aside) is done once and its answer, errors included, is replayed; "
+            "with another body it is 422; while the first request is still in progress, 409. "
+            "Keys belong to the API client and are kept at least 24 hours."
         ),
         request=SuggestionSubmitSerializer,
+        parameters=[_IDEMPOTENCY_KEY, _IDEMPOTENT_REPLAYED, _LOCATION, _RETRY_AFTER],
         responses={
-            201: SuggestionSerializer,
-            400: _INVALID,
+            201: OpenApiResponse(
+                SuggestionSerializer,
+                description=(
+                    "Accepted and routed; `Location` is the suggestion's URL. A replay of the "
+                    "first answer to the same `Idempotency-Key` and body is the same status "
+                    "and the same bytes, with the header `Idempotent-Replayed: true`."
+                ),
+            ),
+            400: _error(
+                "A field is invalid; `fields` names it (`invalid`, or `parse_error`); or the "
+                "`Idempotency-Key` header is not 1 to 255 printable ASCII characters."
+            ),
             401: _UNAUTHENTICATED,
             403: _error(
                 "`capability_not_in_scope`: the capability is outside the token's scope (even "
                 "if its client may submit to it); `permission_denied`: the caller is not an "
                 "API client."
             ),
+            409: _error(
+                "`idempotency_key_in_flight`: the first request with this `Idempotency-Key` "
+                "is still in progress; retry after `Retry-After` seconds to get its answer."
+            ),
             413: _error("`payload_too_large`: the body is over the size limit (256 KB)."),
+            422: _error(
+                "`idempotency_key_reused`: this `Idempotency-Key` was first used with a "
+                "different body; nothing was done. Use a new key for a new request."
+            ),
         },
         examples=[_SUBMIT_EXAMPLE],
     )
-    def post(self, request: Request) -> Response:
-        serializer = SuggestionSubmitSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+    def post(self, request: Request) -> HttpResponseBase:
         token = request.auth
         assert isinstance(token, ApiToken)  # SubmitsAsApiClient let only token callers through
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return self._submit(request, token)
+        idempotency_key_check(key)
+        try:
+            answer = idempotency_key_use(
+                client=token.client,
+                token=token,
+                key=key,
+                method=request.method or "POST",
+                path=request.path,
+                body=request.data,
+                run=lambda: self._rendered(request, token),
+            )
+        except IdempotencyKeyReused as exc:
+            raise IdempotencyKeyReusedError(str(exc)) from None
+        except IdempotencyKeyInFlight as exc:
+            raise IdempotencyKeyInFlightError(str(exc)) from None
+        except PermissionDenied as exc:  # a replay to a token without the capability
+            raise CapabilityNotInScope(str(exc)) from None
+        if isinstance(answer, IdempotentReplay):
+            return _replayed(answer)
+        return answer
+
+    def _submit(self, request: Request, token: ApiToken) -> Response:
+        serializer = SuggestionSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
         capability = serializer.validated_data["capability"]
         if not can_submit_to_capability(token, capability):
             raise CapabilityNotInScope(f"This token may not submit to {capability.key}.")
@@ -199,6 +297,17 @@ class SuggestionListCreateApi(APIView):
             status=status.HTTP_201_CREATED,
             headers={"Location": location},
         )
+
+    def _rendered(self, request: Request, token: ApiToken) -> Response:
+        """The submission's answer, errors included, rendered now so that its exact bytes can
+        be kept for replays. What the API's error handler leaves to Django is raised."""
+        try:
+            response = self._submit(request, token)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.finalize_response(request, response)
+        response.render()
+        return response
 
 
 class SuggestionDetailApi(APIView):
@@ -240,6 +349,18 @@ def endpoint_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonR
         if match is not None and match.func is not endpoint_not_found:
             message += f" Did you mean {request.path}/ (with the trailing slash)?"
     return JsonResponse(error_body("not_found", message), status=404)
+
+
+def _replayed(answer: IdempotentReplay) -> HttpResponse:
+    """The stored answer to an ``Idempotency-Key``, byte for byte, marked as a replay."""
+    response = HttpResponse(
+        answer.content, status=answer.status_code, content_type="application/json"
+    )
+    response[IDEMPOTENT_REPLAYED_HEADER] = "true"
+    if answer.status_code == status.HTTP_201_CREATED:
+        suggestion_id = json.loads(answer.content)["id"]
+        response["Location"] = reverse("suggestion-detail", kwargs={"suggestion_id": suggestion_id})
+    return response
 
 
 def _decisions_with_reviewers() -> Prefetch:

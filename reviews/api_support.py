@@ -31,6 +31,21 @@ class CapabilityNotInScope(exceptions.PermissionDenied):
     default_code = "capability_not_in_scope"
 
 
+class IdempotencyKeyReusedError(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "This Idempotency-Key was already used with a different request."
+    default_code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInFlightError(exceptions.APIException):
+    """Answered with ``Retry-After: 1``: the first request with the key is about to finish."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The first request with this Idempotency-Key is still in progress."
+    default_code = "idempotency_key_in_flight"
+    wait = 1
+
+
 class LimitedJSONParser(JSONParser):
     """Strict JSON (no ``NaN`` or ``Infinity`` literals) from bodies of at most
     ``settings.SIGNOFF_MAX_BODY_BYTES``; a larger body is refused with 413.

@@ -297,7 +297,8 @@ class ErrorSerializer(serializers.Serializer):
         help_text=(
             "Machine-readable: invalid, parse_error, not_authenticated, authentication_failed, "
             "capability_not_in_scope, permission_denied, not_found, method_not_allowed, "
-            "unsupported_media_type, payload_too_large, throttled."
+            "unsupported_media_type, payload_too_large, idempotency_key_reused, "
+            "idempotency_key_in_flight, throttled."
         )
     )
     message = serializers.CharField(help_text="What went wrong, for people.")
