@@ -1,15 +1,23 @@
-"""Forms for managing capabilities: the admin's capability form with its policy thresholds."""
+"""Forms for managing capabilities: the admin's capability form with its active policy."""
 
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 
-from capabilities.models import APPROVAL_CHOICES, Capability
+from capabilities.models import APPROVAL_CHOICES, Capability, Policy
 from capabilities.services import policy_active
+from capabilities.services.catalog import SLA_MINUTES_MAX
 
 # The active policy's fields the form edits; a change publishes a new policy version.
-THRESHOLD_FIELDS = ("auto_approve_at", "auto_reject_below", "required_approvals")
+POLICY_FIELDS = (
+    "auto_approve_at",
+    "auto_reject_below",
+    "required_approvals",
+    "sla_minutes",
+    "sla_default",
+)
+SLA_DEFAULT_CHOICES = Policy._meta.get_field("sla_default").choices or []
 
 
 def _threshold_field(label: str, help_text: str) -> forms.DecimalField:
@@ -24,11 +32,12 @@ def _threshold_field(label: str, help_text: str) -> forms.DecimalField:
 
 
 class CapabilityAdminForm(forms.ModelForm):
-    """A capability and the thresholds of its active policy.
+    """A capability and the rules of its active policy: thresholds, approvers, deadline.
 
-    The thresholds are not capability fields: they are prefilled from the active policy, and
-    the admin publishes a new policy version when they change. ``clean`` checks them as fully
-    as ``policy_publish`` does, so a form that validates never fails half-way through saving.
+    The policy fields are not capability fields: they are prefilled from the active policy,
+    and the admin publishes a new policy version when they change. ``clean`` checks them as
+    fully as ``policy_publish`` does, so a form that validates never fails half-way through
+    saving.
     """
 
     auto_approve_at = _threshold_field(
@@ -46,6 +55,23 @@ class CapabilityAdminForm(forms.ModelForm):
         initial=1,
         help_text="Two for four eyes: two distinct people must approve what goes to review.",
     )
+    sla_minutes = forms.IntegerField(
+        label="Deadline per rung (minutes)",
+        required=False,
+        min_value=1,
+        max_value=SLA_MINUTES_MAX,
+        help_text=(
+            "How long an item may wait for reviewers, then senior reviewers, then the owner, "
+            f"before it climbs (1 to {SLA_MINUTES_MAX}, a week). Empty: no deadline."
+        ),
+    )
+    sla_default = forms.ChoiceField(
+        label="Past the owner's deadline",
+        choices=SLA_DEFAULT_CHOICES,
+        required=False,
+        initial="reject",
+        help_text="What decides an item nobody decided: rejecting it is the safe choice.",
+    )
     policy_note = forms.CharField(
         label="Why this change",
         max_length=300,
@@ -61,7 +87,7 @@ class CapabilityAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None:
             active = policy_active(self.instance)
-            for name in THRESHOLD_FIELDS:
+            for name in POLICY_FIELDS:
                 if name in self.fields:
                     self.fields[name].initial = getattr(active, name)
 
@@ -71,14 +97,24 @@ class CapabilityAdminForm(forms.ModelForm):
         reject_below = cleaned.get("auto_reject_below")
         if approve_at is not None and reject_below is not None and reject_below > approve_at:
             self.add_error("auto_reject_below", "Must not be above the auto-approve threshold.")
+        if "sla_default" in self.fields and not cleaned.get("sla_default"):
+            # A select always posts a choice; a request without one keeps what is in force.
+            cleaned["sla_default"] = self.fields["sla_default"].initial
         return cleaned
 
-    def thresholds_changed(self) -> bool:
-        """Do the submitted thresholds differ from the active policy's? (After validation.)"""
+    def policy_changed(self) -> bool:
+        """Do the submitted policy fields differ from the active policy's? (After validation.)"""
         if self.instance.pk is None:
             return True
         active = policy_active(self.instance)
         return any(
-            Decimal(self.cleaned_data[name]) != Decimal(getattr(active, name))
-            for name in THRESHOLD_FIELDS
-        )  # required_approvals is an int: Decimal compares it the same way
+            _comparable(self.cleaned_data[name]) != _comparable(getattr(active, name))
+            for name in POLICY_FIELDS
+        )
+
+
+def _comparable(value: Any) -> Any:
+    # "0.9" posted and 0.9000 stored are the same threshold; an int compares the same way.
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return Decimal(value)
+    return value

@@ -6,6 +6,11 @@ from typing import Any
 from capabilities.permissions import can_resolve_escalations, can_review_capability
 from reviews.models import DecisionOutcome, Suggestion, SuggestionStatus
 
+# The rungs of the escalation ladder (``Suggestion.escalation_level``): who decides there.
+REVIEWERS_LEVEL = 0
+SENIOR_LEVEL = 1
+OWNER_LEVEL = 2
+
 
 def escalated_by(suggestion: Suggestion) -> set[int]:
     """Ids of the users who escalated ``suggestion`` (uses prefetched decisions when present)."""
@@ -38,15 +43,39 @@ def can_decide_suggestion(user: Any, suggestion: Suggestion) -> bool:
     """May ``user`` decide ``suggestion`` in its current state (claims aside)?
 
     A pending item: reviewers of its capability. An escalated item: those who resolve its
-    capability's escalations, except whoever escalated it. Never: a closed item, an item the
-    user submitted, or an item awaiting a second approval that the user already gave.
+    capability's escalations and, once it reached the owner's rung of the ladder, the
+    capability's owner (see ``decides_as_owner``), except whoever escalated it. Never: a
+    closed item, an item the user submitted, or an item awaiting a second approval that the
+    user already gave.
     """
     if submitted_by(user, suggestion) or user.pk in approvers_of(suggestion, suggestion.proposal):
         return False
     if suggestion.status == SuggestionStatus.PENDING_REVIEW:
         return can_review_capability(user, suggestion.capability)
     if suggestion.status == SuggestionStatus.ESCALATED:
-        return user.pk not in escalated_by(suggestion) and can_resolve_escalations(
-            user, suggestion.capability
+        return user.pk not in escalated_by(suggestion) and (
+            can_resolve_escalations(user, suggestion.capability)
+            or decides_as_owner(user, suggestion)
         )
     return False
+
+
+def decides_as_owner(user: Any, suggestion: Suggestion) -> bool:
+    """Did ``suggestion`` climb to the owner's rung of the escalation ladder, and is ``user``
+    its capability's owner (``Capability.owner``, or a member of ``owner_group``)?
+
+    Only the ladder's rung and ownership: ``can_decide_suggestion`` adds the other rules.
+    """
+    if (
+        suggestion.status != SuggestionStatus.ESCALATED
+        or suggestion.escalation_level < OWNER_LEVEL
+        or not user.is_active
+    ):
+        return False
+    capability = suggestion.capability
+    if capability.owner_id is not None and capability.owner_id == user.pk:
+        return True
+    return (
+        capability.owner_group_id is not None
+        and user.groups.filter(pk=capability.owner_group_id).exists()
+    )

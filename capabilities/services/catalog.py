@@ -1,7 +1,7 @@
 """Capabilities and their versioned policies: every change audited in its transaction."""
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -12,6 +12,10 @@ from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
 from capabilities.models import Capability, Policy
 from capabilities.permissions import can_manage_capability
+from capabilities.services.clients import UNCHANGED, _Unchanged
+
+# The longest deadline a rung of the escalation ladder may have: one week.
+SLA_MINUTES_MAX = 7 * 24 * 60
 
 
 def capability_create(
@@ -25,11 +29,14 @@ def capability_create(
     owner_group: Group | None = None,
     description: str = "",
     required_approvals: int = 1,
+    sla_minutes: int | None = None,
+    sla_default: str = "reject",
     created_by: Any | None = None,
 ) -> Capability:
     """Create a capability, accountable to ``owner`` and/or ``owner_group``, with its first
-    policy version (published by ``created_by``, if any). Raises ``ValidationError`` naming
-    the field for a bad key, a missing owner or bad thresholds; nothing is saved then."""
+    policy version (published by ``created_by``, if any). Without ``sla_minutes`` its items
+    have no deadline. Raises ``ValidationError`` naming the field for a bad key, a missing
+    owner, bad thresholds or a bad deadline; nothing is saved then."""
     with transaction.atomic():
         capability = Capability(
             key=key, name=name, owner=owner, owner_group=owner_group, description=description
@@ -53,6 +60,8 @@ def capability_create(
             auto_approve_at=auto_approve_at,
             auto_reject_below=auto_reject_below,
             required_approvals=required_approvals,
+            sla_minutes=sla_minutes,
+            sla_default=sla_default,
             note="Initial policy",
             created_by=created_by,
             actor=actor,
@@ -71,6 +80,8 @@ def policy_publish(
     auto_approve_at: Decimal,
     auto_reject_below: Decimal,
     required_approvals: int | None = None,
+    sla_minutes: int | Literal[_Unchanged.UNCHANGED] | None = UNCHANGED,
+    sla_default: str | None = None,
     note: str = "",
     user: Any,
 ) -> Policy:
@@ -79,18 +90,29 @@ def policy_publish(
     The previous versions stay as they were; suggestions keep pointing at the version that
     routed them. Raises ``PermissionDenied`` unless ``user`` manages the capability, and
     ``ValidationError`` (naming the field) for thresholds out of order or outside [0, 1].
-    ``required_approvals`` (1, or 2 for four eyes) stays as it was unless given.
+    ``required_approvals`` (1, or 2 for four eyes), ``sla_minutes`` (the deadline at each
+    rung of the escalation ladder; ``None`` for none) and ``sla_default`` (``"reject"`` or
+    ``"approve"``: what decides an item past the top of the ladder) stay as they were unless
+    given. ``sla_minutes`` defaults to ``UNCHANGED`` because ``None`` is a value there.
     """
     if not can_manage_capability(user, capability):
         raise PermissionDenied(f"{user} may not change the policy of {capability.key}")
     with transaction.atomic():
-        if required_approvals is None:  # unchanged unless given
-            required_approvals = policy_active(capability).required_approvals
+        # Unchanged unless given.
+        active = policy_active(capability)
+        if required_approvals is None:
+            required_approvals = active.required_approvals
+        if sla_minutes is UNCHANGED:
+            sla_minutes = active.sla_minutes
+        if sla_default is None:
+            sla_default = active.sla_default
         return _policy_insert(
             capability=capability,
             auto_approve_at=auto_approve_at,
             auto_reject_below=auto_reject_below,
             required_approvals=required_approvals,
+            sla_minutes=sla_minutes,
+            sla_default=sla_default,
             note=note,
             created_by=user,
             actor=Actor.user(user),
@@ -103,6 +125,8 @@ def _policy_insert(
     auto_approve_at: Decimal,
     auto_reject_below: Decimal,
     required_approvals: int,
+    sla_minutes: int | None,
+    sla_default: str,
     note: str,
     created_by: Any,
     actor: Actor,
@@ -116,6 +140,8 @@ def _policy_insert(
         auto_approve_at=auto_approve_at,
         auto_reject_below=auto_reject_below,
         required_approvals=required_approvals,
+        sla_minutes=sla_minutes,
+        sla_default=sla_default,
         note=note,
         created_by=created_by,
     )
@@ -123,6 +149,7 @@ def _policy_insert(
     # constraint stays as the backstop.
     policy.full_clean(exclude=["capability", "version"], validate_constraints=False)
     _check_thresholds_ordered(policy)
+    _check_sla(policy)
     policy.save()
     audit_event_record(
         actor=actor,
@@ -135,6 +162,8 @@ def _policy_insert(
             "auto_approve_at": policy.auto_approve_at,
             "auto_reject_below": policy.auto_reject_below,
             "required_approvals": policy.required_approvals,
+            "sla_minutes": policy.sla_minutes,
+            "sla_default": policy.sla_default,
             "note": note,
         },
     )
@@ -145,6 +174,14 @@ def _check_thresholds_ordered(policy: Policy) -> None:
     if Decimal(policy.auto_reject_below) > Decimal(policy.auto_approve_at):
         raise ValidationError(
             {"auto_reject_below": "Must not be above the auto-approve threshold."}
+        )
+
+
+def _check_sla(policy: Policy) -> None:
+    # The model field only refuses negatives; the bounds live here, where every path passes.
+    if policy.sla_minutes is not None and not 1 <= policy.sla_minutes <= SLA_MINUTES_MAX:
+        raise ValidationError(
+            {"sla_minutes": f"Must be between 1 and {SLA_MINUTES_MAX} minutes, or empty."}
         )
 
 

@@ -98,6 +98,8 @@ def test_changing_a_threshold_publishes_a_new_version_that_routes_the_next_sugge
         "auto_approve_at": "0.9000",
         "auto_reject_below": "0.6000",
         "required_approvals": 1,
+        "sla_minutes": None,
+        "sla_default": "reject",
         "note": "Too many weak refunds got through",
     }
     suggestion = submit(api_client_row, capability, confidence=0.5)

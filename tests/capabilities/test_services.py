@@ -43,6 +43,8 @@ def test_publishing_adds_a_version_and_keeps_the_old_one(capability, manager):
         "auto_approve_at": "0.95",
         "auto_reject_below": "0.40",
         "required_approvals": 1,
+        "sla_minutes": None,
+        "sla_default": "reject",
         "note": "Fewer auto-approvals after the March incident",
     }
 
