@@ -1,4 +1,4 @@
-"""The admin for managers: capabilities and their thresholds, policy history, API clients
+"""The admin for managers: capabilities and their policy rules, policy history, API clients
 and their tokens.
 
 Every write goes through ``capabilities.services``, so it is permission-checked and audited
@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.services import Actor
-from capabilities.forms import THRESHOLD_FIELDS, CapabilityAdminForm
+from capabilities.forms import POLICY_FIELDS, CapabilityAdminForm
 from capabilities.models import ApiClient, ApiToken, Capability, Policy
 from capabilities.permissions import can_manage_capability, visible_capabilities
 from capabilities.services import (
@@ -31,6 +31,7 @@ from capabilities.services import (
 )
 
 CAPABILITY_FIELDS = ("key", "name", "description", "owner", "owner_group")
+_SLA_DEFAULTS = Policy._meta.get_field("sla_default").choices or []
 
 
 def _active_policy_field(name: str) -> Subquery:
@@ -47,6 +48,8 @@ class PolicyInline(admin.TabularInline):
         "auto_approve_at",
         "auto_reject_below",
         "required_approvals",
+        "sla_minutes",
+        "sla_default",
         "note",
         "created_by",
         "created_at",
@@ -73,9 +76,9 @@ class PolicyInline(admin.TabularInline):
 
 @admin.register(Capability)
 class CapabilityAdmin(admin.ModelAdmin):
-    """Capabilities and their thresholds.
+    """Capabilities and the rules of their active policy: thresholds, approvers, deadline.
 
-    Changing a threshold publishes a new policy version with ``policy_publish``; creating a
+    Changing a rule publishes a new policy version with ``policy_publish``; creating a
     capability goes through ``capability_create``, which publishes version 1. Only users who
     manage a capability (object permission) may change it, on top of the model permission.
     """
@@ -89,6 +92,7 @@ class CapabilityAdmin(admin.ModelAdmin):
         "auto_approve_at",
         "auto_reject_below",
         "required_approvals",
+        "sla_minutes",
         "created_at",
     )
     list_select_related = ("owner", "owner_group")
@@ -107,6 +111,8 @@ class CapabilityAdmin(admin.ModelAdmin):
                 active_auto_approve_at=_active_policy_field("auto_approve_at"),
                 active_auto_reject_below=_active_policy_field("auto_reject_below"),
                 active_required_approvals=_active_policy_field("required_approvals"),
+                active_sla_minutes=_active_policy_field("sla_minutes"),
+                active_sla_default=_active_policy_field("sla_default"),
             )
         )
         if request.user.is_superuser:
@@ -131,17 +137,17 @@ class CapabilityAdmin(admin.ModelAdmin):
                 (
                     "Initial policy",
                     {
-                        "fields": THRESHOLD_FIELDS,
+                        "fields": POLICY_FIELDS,
                         "description": "Published as version 1 when the capability is created.",
                     },
                 ),
             ]
-        policy_fields: tuple[str, ...] = ("active_version", *THRESHOLD_FIELDS)
-        description = "The thresholds in force."
+        policy_fields: tuple[str, ...] = ("active_version", *POLICY_FIELDS)
+        description = "The rules in force."
         if self.has_change_permission(request, obj):
             policy_fields = (*policy_fields, "policy_note")
             description = (
-                "Changing a threshold publishes a new policy version; earlier versions stay "
+                "Changing a rule publishes a new policy version; earlier versions stay "
                 "as they were, and suggestions keep the version that routed them."
             )
         return [
@@ -152,10 +158,10 @@ class CapabilityAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Capability | None = None) -> Any:
         if obj is None:
             return ()
-        # Capability fields have no audited update service yet: only thresholds change here.
+        # Capability fields have no audited update service yet: only policy rules change here.
         readonly: tuple[str, ...] = (*CAPABILITY_FIELDS, "created_at", "active_version")
         if not self.has_change_permission(request, obj):
-            readonly = (*readonly, *THRESHOLD_FIELDS)
+            readonly = (*readonly, *POLICY_FIELDS)
         return readonly
 
     def get_inlines(self, request: HttpRequest, obj: Capability | None) -> Any:
@@ -170,7 +176,7 @@ class CapabilityAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Capability, form: ModelForm, change: bool
     ) -> None:
         # The admin wraps this in the change view's transaction, so a failing publish rolls
-        # back everything the request wrote; the form has validated the thresholds already.
+        # back everything the request wrote; the form has validated the policy fields already.
         data = form.cleaned_data
         if not change:
             created = capability_create(
@@ -182,6 +188,8 @@ class CapabilityAdmin(admin.ModelAdmin):
                 auto_approve_at=data["auto_approve_at"],
                 auto_reject_below=data["auto_reject_below"],
                 required_approvals=int(data["required_approvals"]),
+                sla_minutes=data["sla_minutes"],
+                sla_default=data["sla_default"],
                 actor=Actor.user(request.user),
                 created_by=request.user,
             )
@@ -194,7 +202,7 @@ class CapabilityAdmin(admin.ModelAdmin):
         # The capability's own fields are read-only after creation (see get_readonly_fields):
         # a change only ever publishes a policy version.
         assert isinstance(form, CapabilityAdminForm)
-        if not form.thresholds_changed():
+        if not form.policy_changed():
             self.message_user(request, "Policy unchanged: no new policy version was published.")
             return
         policy = policy_publish(
@@ -202,14 +210,22 @@ class CapabilityAdmin(admin.ModelAdmin):
             auto_approve_at=data["auto_approve_at"],
             auto_reject_below=data["auto_reject_below"],
             required_approvals=int(data["required_approvals"]),
+            sla_minutes=data["sla_minutes"],
+            sla_default=data["sla_default"],
             note=data.get("policy_note", ""),
             user=request.user,
+        )
+        deadline = (
+            f"a {policy.sla_minutes}-minute deadline per rung, then "
+            f"{policy.get_sla_default_display().lower()}"
+            if policy.sla_minutes is not None
+            else "no deadline"
         )
         self.message_user(
             request,
             f"Published policy version {policy.version} of {obj.key}: auto-approve at "
             f"{policy.auto_approve_at}, auto-reject below {policy.auto_reject_below}, "
-            f"{policy.required_approvals} approver(s).",
+            f"{policy.required_approvals} approver(s), {deadline}.",
             messages.SUCCESS,
         )
 
@@ -235,6 +251,23 @@ class CapabilityAdmin(admin.ModelAdmin):
         value = getattr(obj, "active_required_approvals", None)
         return value if value is not None else policy_active(obj).required_approvals
 
+    @admin.display(description="Deadline per rung (minutes)", ordering="active_sla_minutes")
+    def sla_minutes(self, obj: Capability) -> int | str:
+        # Unlike the others, an empty value means something here (no deadline), so the
+        # fallback asks whether the annotation exists rather than whether it is empty.
+        if hasattr(obj, "active_sla_minutes"):
+            value = obj.active_sla_minutes
+        else:
+            value = policy_active(obj).sla_minutes
+        return value if value is not None else "No deadline"
+
+    @admin.display(description="Past the owner's deadline", ordering="active_sla_default")
+    def sla_default(self, obj: Capability) -> str:
+        value = getattr(obj, "active_sla_default", None)
+        if value is None:
+            value = policy_active(obj).sla_default
+        return str(dict(_SLA_DEFAULTS).get(value, value))
+
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
@@ -245,6 +278,8 @@ class PolicyAdmin(admin.ModelAdmin):
         "version",
         "auto_approve_at",
         "auto_reject_below",
+        "sla_minutes",
+        "sla_default",
         "note",
         "created_by",
         "created_at",

@@ -49,6 +49,11 @@ def can_manage_capability(user: Any, capability: Capability) -> bool:
     return _has_capability_permission(user, MANAGE, capability)
 
 
+def managed_capabilities(user: Any) -> QuerySet[Capability]:
+    """The capabilities ``user`` manages: ``can_manage_capability`` for each, in one query."""
+    return _capabilities_with(user, MANAGE)
+
+
 def can_administer_capabilities(user: Any) -> bool:
     """May ``user`` create capabilities and see every one (the administrator role)?"""
     return bool(user.is_active and user.has_perm("capabilities.add_capability"))

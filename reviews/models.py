@@ -1,8 +1,10 @@
+import datetime as dt
 import uuid
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from capabilities.models import ApiClient, Capability, Policy
 from capabilities.policies import describe_route_reason
@@ -138,6 +140,20 @@ class Suggestion(models.Model):
     @property
     def route_reason_text(self) -> str:
         return describe_route_reason(self.route_reason)
+
+    @property
+    def sla_state(self) -> str:
+        """Where an open item stands against the deadline of its rung of the escalation
+        ladder: ``on_time``, ``due_soon`` (under a quarter of its policy's SLA left) or
+        ``overdue``; empty without a deadline or once decided."""
+        if self.due_at is None or not self.is_open or not self.policy.sla_minutes:
+            return ""
+        left = self.due_at - timezone.now()
+        if left <= dt.timedelta(0):
+            return "overdue"
+        if left < dt.timedelta(minutes=self.policy.sla_minutes) / 4:
+            return "due_soon"
+        return "on_time"
 
 
 class DecisionOutcome(models.TextChoices):

@@ -5,23 +5,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.http import Http404
 
 from capabilities.models import ApiClient, ApiToken, Capability
 from capabilities.permissions import (
+    can_manage_capability,
     can_view_suggestion,
     escalation_capabilities,
+    managed_capabilities,
     reviewable_capabilities,
     token_is_live,
 )
-from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
+from reviews.models import (
+    APPROVED_STATUSES,
+    Decision,
+    DecisionOutcome,
+    ExecutionStatus,
+    IdempotencyKey,
+    Suggestion,
+    SuggestionStatus,
+)
+from reviews.permissions import OWNER_LEVEL, decides_as_owner
 
 
 def suggestions_decidable_by(*, user: Any) -> QuerySet[Suggestion]:
     """Open suggestions ``user`` may decide, as ``reviews.permissions.can_decide_suggestion``
     says, in one query: pending ones of capabilities they review, and escalated ones of
-    capabilities they resolve escalations for, except those they escalated themselves."""
+    capabilities they resolve escalations for or, once at the owner's rung of the ladder,
+    own; except those they escalated themselves."""
     escalated_by_user = Decision.objects.filter(
         suggestion=OuterRef("pk"), outcome=DecisionOutcome.ESCALATED, reviewer=user
     )
@@ -33,11 +45,20 @@ def suggestions_decidable_by(*, user: Any) -> QuerySet[Suggestion]:
         reviewer=user,
         final_payload=OuterRef("final_payload"),
     )
+    owned = (
+        Q(capability__owner=user) | Q(capability__owner_group__in=user.groups.all())
+        if user.is_active
+        else Q(pk__in=[])
+    )
     return (
         Suggestion.objects.filter(
             Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
             | Q(
-                Q(status=SuggestionStatus.ESCALATED, capability__in=escalation_capabilities(user))
+                Q(status=SuggestionStatus.ESCALATED)
+                & Q(
+                    Q(capability__in=escalation_capabilities(user))
+                    | Q(owned, escalation_level__gte=OWNER_LEVEL)
+                )
                 & ~Exists(escalated_by_user)
             )
         )
@@ -123,9 +144,42 @@ def access_suggestion(principal: Any, suggestion_id: Any) -> Suggestion:
         )
     except (ValidationError, ValueError):  # not a UUID: no such suggestion either
         suggestion = None
-    if suggestion is None or not can_view_suggestion(principal, suggestion):
+    if suggestion is None or not (
+        can_view_suggestion(principal, suggestion) or _decides_as_owner(principal, suggestion)
+    ):
         raise Http404("No such suggestion.")
     return suggestion
+
+
+def failed_executions_of(*, user: Any) -> QuerySet[Suggestion]:
+    """Approved suggestions of the capabilities ``user`` manages whose execution failed and
+    will not be tried again by itself (its attempts ran out), latest failure first."""
+    return (
+        Suggestion.objects.filter(
+            status__in=APPROVED_STATUSES,
+            execution_status=ExecutionStatus.FAILED,
+            execution_next_attempt_at__isnull=True,
+            capability__in=managed_capabilities(user),
+        )
+        .select_related("capability", "api_client")
+        .order_by("-executed_at", "-id")
+    )
+
+
+def access_managed_suggestion(user: Any, suggestion_id: Any) -> Suggestion:
+    """The suggestion, if ``user`` manages its capability; 404 otherwise, as if it did not
+    exist."""
+    suggestion = Suggestion.objects.select_related("capability").filter(pk=suggestion_id).first()
+    if suggestion is None or not can_manage_capability(user, suggestion.capability):
+        raise Http404("No such suggestion.")
+    return suggestion
+
+
+def _decides_as_owner(principal: Any, suggestion: Suggestion) -> bool:
+    # An owner who neither reviews nor resolves escalations still reads what they may decide.
+    if isinstance(principal, ApiClient | ApiToken):
+        return False
+    return decides_as_owner(principal, suggestion)
 
 
 def _newest_first(
@@ -138,3 +192,40 @@ def _newest_first(
     if external_id:
         queryset = queryset.filter(external_id=external_id)
     return queryset.select_related("capability", "policy").order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class RetryCount:
+    """How often one client retried submissions to one capability."""
+
+    client_name: str
+    capability_key: str
+    retried: int  # submissions the client declared as a retry (``attempt`` > 1)
+    replays: int  # answers replayed to a repeated ``Idempotency-Key``
+
+
+def submission_retry_counts() -> list[RetryCount]:
+    """Per API client and capability, the submissions with ``attempt`` > 1 and the replayed
+    answers, by client name and capability key; pairs with neither are left out. Two queries.
+
+    Replays are counted on the idempotency keys still kept (``SIGNOFF_IDEMPOTENCY_TTL_SECONDS``
+    at least): purged keys take their replays with them.
+    """
+    retried: dict[tuple[str, str], int] = {
+        (row["api_client__name"], row["capability__key"]): row["retried"]
+        for row in Suggestion.objects.filter(api_client__isnull=False, attempt__gt=1)
+        .order_by()
+        .values("api_client__name", "capability__key")
+        .annotate(retried=Count("id"))
+    }
+    replays: dict[tuple[str, str], int] = {
+        (row["client__name"], row["capability_key"]): row["replays"]
+        for row in IdempotencyKey.objects.filter(replays__gt=0)
+        .order_by()
+        .values("client__name", "capability_key")
+        .annotate(replays=Sum("replays"))
+    }
+    return [
+        RetryCount(*pair, retried=retried.get(pair, 0), replays=replays.get(pair, 0))
+        for pair in sorted(retried.keys() | replays.keys())
+    ]

@@ -16,4 +16,7 @@ urlpatterns = [
     path("suggestions/<uuid:pk>/reject/", views.reject, name="reject"),
     path("suggestions/<uuid:pk>/escalate/", views.escalate, name="escalate"),
     path("suggestions/<uuid:pk>/edit/", views.edit, name="edit"),
+    path("executions/failed/", views.failed_executions, name="failed_executions"),
+    path("suggestions/<uuid:pk>/retry-execution/", views.retry_execution, name="retry_execution"),
+    path("clients/retries/", views.submission_retries, name="submission_retries"),
 ]

@@ -116,8 +116,18 @@ MATRIX: dict[str, Row] = {
     "reviews:reject": Row("POST", DECIDE_OWN, DECIDE_OTHER, {"reason": "Wrong order"}),
     "reviews:escalate": Row("POST", DECIDE_OWN, DECIDE_OTHER, {"reason": "Over my limit"}),
     "reviews:edit": Row("GET", {**DECIDE_OWN, "reviewer": 200, "senior": 200}, DECIDE_OTHER),
+    # Failed executions: the managers of a capability only. Retrying one that has not failed
+    # (the "own" suggestion is pending) redirects to the list with a message.
+    "reviews:failed_executions": Row("GET", {**AUDITORS_ONLY, "auditor": 404, "manager": 200}),
+    "reviews:retry_execution": Row(
+        "POST",
+        {**AUDITORS_ONLY, "auditor": 404, "manager": 302},
+        {**AUDITORS_ONLY, "auditor": 404},
+    ),
     "audit:log": Row("GET", AUDITORS_ONLY),
     "audit:export": Row("GET", AUDITORS_ONLY, body={"format": "jsonl"}),
+    # Retries and replays per client: administrators and auditors.
+    "reviews:submission_retries": Row("GET", {**AUDITORS_ONLY, "administrator": 200}),
     "suggestion-list": Row("GET", API_READ),
     "suggestion-list:POST": Row(
         "POST",

@@ -1,6 +1,7 @@
 """API clients and their bearer tokens: created, updated, issued, rotated and revoked, each
 audited; and the check of a presented token."""
 
+import base64
 import datetime as dt
 import enum
 import hashlib
@@ -22,6 +23,11 @@ from capabilities.permissions import token_is_live
 TOKEN_PREFIX = "sgf_"  # noqa: S105 - a marker that makes leaked tokens easy to scan for
 # What is kept of a token to tell it apart: the marker and six random characters (36 bits).
 TOKEN_PREFIX_LENGTH = len(TOKEN_PREFIX) + 6
+
+# Standard Webhooks signing secrets: the marker, then the base64 of the key's random bytes (the
+# standard asks for 24 to 64).
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker, not a secret
+WEBHOOK_SECRET_BYTES = 32
 
 # How often a token's last use is written: once a minute is enough to tell a live integration
 # from a dead one, and it spares a write on every request.
@@ -79,10 +85,16 @@ def api_client_create(
     """Create an API client scoped to ``capabilities``, acting for ``user`` (if any), and issue
     its first token (scoped to all of them, working until ``expires_at`` if given).
 
-    Audited as ``api_client.created`` then ``api_token.issued``.
+    The client gets its webhook signing secret (``webhook_secret_generate``) at once. Audited
+    as ``api_client.created`` then ``api_token.issued``.
     """
     with transaction.atomic():
-        client = ApiClient(name=name, description=description, user=user)
+        client = ApiClient(
+            name=name,
+            description=description,
+            user=user,
+            webhook_secret=webhook_secret_generate(),
+        )
         client.full_clean()
         client.save()
         client.capabilities.set(capabilities)
@@ -263,6 +275,55 @@ def api_token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
                 data={"client": token.client.name, "prefix": token.prefix},
             )
     return token
+
+
+def webhook_secret_generate() -> str:
+    """A new Standard Webhooks signing secret: ``whsec_`` and the base64 of 32 random bytes."""
+    key = secrets.token_bytes(WEBHOOK_SECRET_BYTES)
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(key).decode("ascii")
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a signing secret: the base64-decoded part after ``whsec_``."""
+    return base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+
+
+def api_client_webhook_secret(*, client: ApiClient, actor: Actor) -> str:
+    """The webhook signing secret of ``client``, made now if it has none yet (a client created
+    before clients had secrets). Making one is audited as ``api_client.updated``; the secret
+    itself is never written to the trail."""
+    if client.webhook_secret:
+        return client.webhook_secret
+    with transaction.atomic():
+        # Locked so that two deliveries for the same client cannot each make a secret and sign
+        # with one that is then overwritten.
+        locked = ApiClient.objects.select_for_update().get(pk=client.pk)
+        if not locked.webhook_secret:
+            _set_webhook_secret(locked, actor, change="created")
+    client.webhook_secret = locked.webhook_secret
+    return client.webhook_secret
+
+
+def api_client_rotate_webhook_secret(*, client: ApiClient, actor: Actor) -> str:
+    """Replace the webhook signing secret of ``client`` by a new one, and return it. Messages
+    signed from now on carry the new secret's signature only. Audited as ``api_client.updated``
+    (that the secret changed, never the secret)."""
+    with transaction.atomic():
+        locked = ApiClient.objects.select_for_update().get(pk=client.pk)
+        _set_webhook_secret(locked, actor, change="rotated")
+    client.webhook_secret = locked.webhook_secret
+    return client.webhook_secret
+
+
+def _set_webhook_secret(client: ApiClient, actor: Actor, *, change: str) -> None:
+    client.webhook_secret = webhook_secret_generate()
+    client.save(update_fields=["webhook_secret"])
+    audit_event_record(
+        actor=actor,
+        action=AuditAction.API_CLIENT_UPDATED,
+        subject=Subject.of(client),
+        data={"client": client.name, "webhook_secret": change},
+    )
 
 
 def token_hash(secret: str) -> str:

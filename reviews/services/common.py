@@ -1,9 +1,11 @@
-"""What every review service shares: its errors, the row lock, and the work an approval starts."""
+"""What every review service shares: its errors, the row lock, and the work a decision or an
+execution starts."""
 
 from typing import Any
 
 from reviews.models import OutboxKind, Suggestion
 from reviews.services.outbox import outbox_add
+from reviews.services.webhooks import EVENT_DECIDED, EVENT_EXECUTED, webhook_schedule
 
 
 class ReviewConflict(Exception):
@@ -35,3 +37,17 @@ def after_approval(suggestion: Suggestion) -> None:
     """Start what an approval sets off, in the approving transaction: the capability's handler
     runs once, through the outbox, so a crash after the commit cannot lose it."""
     outbox_add(kind=OutboxKind.EXECUTE, ref=str(suggestion.pk))
+
+
+def after_final_decision(suggestion: Suggestion) -> None:
+    """Tell the submitter that ``suggestion`` is decided for good (approved, rejected, or so
+    routed by its policy), in the deciding transaction: a ``suggestion.decided`` webhook to its
+    ``callback_url``, if it has one, carried by the outbox."""
+    webhook_schedule(suggestion=suggestion, event_type=EVENT_DECIDED)
+
+
+def after_execution(suggestion: Suggestion) -> None:
+    """Tell the submitter that the execution of ``suggestion`` has finished (succeeded, or
+    failed with no retry left), in the transaction that records it: a ``suggestion.executed``
+    webhook, as ``after_final_decision`` does."""
+    webhook_schedule(suggestion=suggestion, event_type=EVENT_EXECUTED)

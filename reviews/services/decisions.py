@@ -11,14 +11,16 @@ from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
 from reviews.diffing import payload_changes
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
-from reviews.permissions import approvers_of, can_decide_suggestion
+from reviews.permissions import SENIOR_LEVEL, approvers_of, can_decide_suggestion
 from reviews.services.common import (
     AlreadyDecided,
     ClaimedByOther,
     DecisionRefused,
     after_approval,
+    after_final_decision,
     lock_suggestion,
 )
+from reviews.services.escalation import sla_deadline
 
 
 def decision_record(
@@ -129,12 +131,25 @@ def _decide(
         suggestion.status = SuggestionStatus.REJECTED
     else:
         suggestion.status = SuggestionStatus.ESCALATED
+        # Onto the senior reviewers' rung with its own deadline. Passed on from a higher rung,
+        # it keeps its clock: re-escalating must not postpone the policy's default.
+        if suggestion.escalation_level < SENIOR_LEVEL:
+            suggestion.escalation_level = SENIOR_LEVEL
+            suggestion.due_at = sla_deadline(suggestion.policy, now)
     if decision.is_final:
         suggestion.decided_at = now
     suggestion.claimed_by = None
     suggestion.claim_expires_at = None
     suggestion.save(
-        update_fields=["status", "final_payload", "decided_at", "claimed_by", "claim_expires_at"]
+        update_fields=[
+            "status",
+            "final_payload",
+            "decided_at",
+            "claimed_by",
+            "claim_expires_at",
+            "escalation_level",
+            "due_at",
+        ]
     )
     decision.save()
     data: dict[str, Any] = {
@@ -157,6 +172,8 @@ def _decide(
         capability=suggestion.capability.key,
         data=data,
     )
+    if decision.is_final:
+        after_final_decision(suggestion)
     if suggestion.status == SuggestionStatus.APPROVED:
         after_approval(suggestion)
     return decision

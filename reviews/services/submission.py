@@ -16,7 +16,8 @@ from capabilities.policies import RouteOutcome, route_by_confidence
 from capabilities.services import policy_active
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
 from reviews.redaction import redactor
-from reviews.services.common import after_approval
+from reviews.services.common import after_approval, after_final_decision
+from reviews.services.escalation import sla_deadline
 
 _STATUS_BY_ROUTE = {
     RouteOutcome.AUTO_APPROVE: SuggestionStatus.AUTO_APPROVED,
@@ -101,6 +102,7 @@ def suggestion_submit(
             attempt=attempt,
             callback_url=callback_url,
             decided_at=None if status == SuggestionStatus.PENDING_REVIEW else now,
+            due_at=sla_deadline(policy, now) if status == SuggestionStatus.PENDING_REVIEW else None,
         )
         subject = Subject.of(suggestion)
         audit_event_record(
@@ -149,6 +151,7 @@ def suggestion_submit(
                 final_payload=suggestion.final_payload,
                 policy=policy,
             )
+            after_final_decision(suggestion)
         if status == SuggestionStatus.AUTO_APPROVED:
             after_approval(suggestion)
     return suggestion
