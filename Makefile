@@ -21,13 +21,15 @@ PYTHON ?= $(shell \
     done; \
   fi)
 
-.PHONY: help install install-dev demo test bench lint typecheck clean
+.PHONY: help install install-dev demo test bench lint typecheck clean worker scheduler
 
 help:
 	@echo "make demo   install, migrate, seed demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test   install the test dependencies and run the whole suite"
 	@echo "make bench  run the benchmarks (needs PostgreSQL; see bench/README.md)"
 	@echo "make lint   ruff;  make typecheck   mypy"
+	@echo "make worker / make scheduler   a background worker / the periodic scheduler, for"
+	@echo "            SIGNOFF_WORKERS=rq or celery (see README, Running in production: workers)"
 
 $(BIN)/python:
 	@if [ -z "$(PYTHON)" ]; then echo "Signoff needs Python 3.12 or newer; set PYTHON=/path/to/python3.12" >&2; exit 1; fi
@@ -53,6 +55,22 @@ demo: install
 	$(DEMO) migrate --no-input
 	$(DEMO) quickstart --base-url http://$(HOST):$(PORT)
 	$(DEMO) runserver $(HOST):$(PORT)
+
+# One worker process (start as many as the load needs) and the one scheduler, for the backend
+# SIGNOFF_WORKERS names. `make demo` needs neither: it runs jobs in-process.
+worker: install
+	@case "$${SIGNOFF_WORKERS:-}" in \
+	  rq) exec $(BIN)/python manage.py rqworker "$${SIGNOFF_QUEUE:-signoff}" --with-scheduler ;; \
+	  celery) exec $(BIN)/celery -A config worker --loglevel INFO ;; \
+	  *) echo "make worker: set SIGNOFF_WORKERS=rq or SIGNOFF_WORKERS=celery" >&2; exit 2 ;; \
+	esac
+
+scheduler: install
+	@case "$${SIGNOFF_WORKERS:-}" in \
+	  rq) exec $(BIN)/python manage.py rqcron config.task_backends.rq_cron ;; \
+	  celery) exec $(BIN)/celery -A config beat --loglevel INFO --schedule /tmp/signoff-celerybeat-schedule ;; \
+	  *) echo "make scheduler: set SIGNOFF_WORKERS=rq or SIGNOFF_WORKERS=celery" >&2; exit 2 ;; \
+	esac
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

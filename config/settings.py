@@ -115,13 +115,68 @@ CACHES = {
 
 # --- Background work --------------------------------------------------------------------------
 
-# The embedded default runs each job in-process right after the transaction commits. Workers
-# are a matter of configuration: point TASKS_BACKEND at a queue-backed backend.
-TASKS = {
-    "default": {
-        "BACKEND": env_str("TASKS_BACKEND", "django.tasks.backends.immediate.ImmediateBackend"),
-    }
+# Jobs go through Django's tasks framework; SIGNOFF_WORKERS says where they run:
+#   immediate  in the process that enqueues, right after its commit (the embedded default)
+#   rq         on RQ workers (`manage.py rqworker`), queued in Redis: the one for production
+#   celery     on Celery workers (`celery -A config worker`), through RabbitMQ or Redis
+# TASKS_BACKEND, a backend's import path, overrides it. Periodic jobs (the sweeps, audit
+# checkpoints: config/task_backends/periodic.py) need one scheduler beside the workers:
+# `manage.py rqcron config.task_backends.rq_cron`, or `celery -A config beat`.
+_TASK_BACKENDS = {
+    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
+    "rq": "config.task_backends.rq.RQBackend",
+    "celery": "django_tasks_celery.CeleryBackend",
 }
+SIGNOFF_WORKERS = env_str("SIGNOFF_WORKERS", "immediate").strip().lower()
+if SIGNOFF_WORKERS not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(
+        f"SIGNOFF_WORKERS must be one of {', '.join(_TASK_BACKENDS)}, not {SIGNOFF_WORKERS!r}."
+    )
+_tasks_backend = env_str("TASKS_BACKEND") or _TASK_BACKENDS[SIGNOFF_WORKERS]
+# The broker queue that carries Signoff's jobs, and that its workers consume: give each
+# deployment its own when several share a Redis or a RabbitMQ.
+SIGNOFF_QUEUE = env_str("SIGNOFF_QUEUE", "signoff")
+_tasks_options: dict[str, object] = {}
+if _tasks_backend == _TASK_BACKENDS["rq"]:
+    _tasks_options = {"QUEUE_NAMES": {"default": SIGNOFF_QUEUE}}
+elif _tasks_backend == _TASK_BACKENDS["celery"]:
+    _tasks_options = {"CELERY_APP": "config.celery.app"}
+TASKS = {"default": {"BACKEND": _tasks_backend, "QUEUES": ["default"], "OPTIONS": _tasks_options}}
+
+# RQ, through django-rq: the queue lives in REDIS_URL's Redis unless RQ_REDIS_URL names another.
+RQ_REDIS_URL = env_str("RQ_REDIS_URL", REDIS_URL)
+RQ_QUEUES = {SIGNOFF_QUEUE: {"URL": RQ_REDIS_URL}} if RQ_REDIS_URL else {}
+# Enqueue when told: when to enqueue (after the commit, through the outbox) is decided by
+# config/jobs.py and the outbox, not deferred again by django-rq.
+RQ = {"COMMIT_MODE": "auto"}
+if _tasks_backend == _TASK_BACKENDS["rq"]:
+    if not RQ_REDIS_URL:
+        raise ImproperlyConfigured("SIGNOFF_WORKERS=rq needs REDIS_URL (or RQ_REDIS_URL).")
+    # For its commands: rqworker, rqcron, rqstats.
+    INSTALLED_APPS.append("django_rq")
+# Not its admin pages: any staff user could read every job's arguments and delete or requeue
+# jobs there, beyond what capabilities/permissions.py allows. Operators use `manage.py rqstats`.
+RQ_SHOW_ADMIN_LINK = False
+
+# Celery: the broker is CELERY_BROKER_URL (amqp://user:password@host:5672/vhost for RabbitMQ),
+# else REDIS_URL's Redis.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+if _tasks_backend == _TASK_BACKENDS["celery"] and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("SIGNOFF_WORKERS=celery needs CELERY_BROKER_URL (or REDIS_URL).")
+CELERY_TASK_DEFAULT_QUEUE = SIGNOFF_QUEUE
+# A job is acknowledged once it has run, not when a worker takes it: the broker hands the job of
+# a worker that died to another (jobs are safe to run twice), and a worker holds one at a time.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # log through LOGGING below, like every other process
+# Results are not needed: the outbox and each suggestion's execution record say how work went.
+# Set CELERY_RESULT_BACKEND to keep them anyway (for Task.get_result).
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+CELERY_RESULT_EXTENDED = True
+if _tasks_backend == _TASK_BACKENDS["celery"] and not CELERY_RESULT_BACKEND:
+    SILENCED_SYSTEM_CHECKS = ["django_tasks_celery.W001"]  # "no result backend": on purpose
 
 # --- Authentication and sessions --------------------------------------------------------------
 
@@ -292,6 +347,9 @@ SPECTACULAR_SETTINGS = {
 
 # Largest request body the API accepts; larger ones get 413 and store nothing.
 SIGNOFF_MAX_BODY_BYTES = env_int("SIGNOFF_MAX_BODY_BYTES", 256 * 1024)
+# How long an Idempotency-Key and the answer it got are kept at least (a day); after that,
+# `manage.py idempotency_purge` deletes them and the key may be used again.
+SIGNOFF_IDEMPOTENCY_TTL_SECONDS = env_int("SIGNOFF_IDEMPOTENCY_TTL_SECONDS", 86_400)
 # Outbox work enqueued this long ago and not done is enqueued again by the sweep: its job was
 # lost or its worker died. Longer than the slowest handler should take.
 SIGNOFF_OUTBOX_STALE_SECONDS = env_int("SIGNOFF_OUTBOX_STALE_SECONDS", 300)
@@ -302,6 +360,17 @@ SIGNOFF_REDACT_PATTERNS = env_list("SIGNOFF_REDACT_PATTERNS", [])
 # How long a rotated API token keeps working next to its successor (a day), so that systems
 # switch to the new one without a gap.
 SIGNOFF_TOKEN_ROTATION_OVERLAP_SECONDS = env_int("SIGNOFF_TOKEN_ROTATION_OVERLAP_SECONDS", 86_400)
+# A failed handler is tried again through the outbox after a random wait of up to
+# BASE * 2^(attempts - 1) seconds, never more than CAP (exponential back-off, full jitter),
+# until it has been tried MAX_ATTEMPTS times; then it waits for a manager's "Retry".
+SIGNOFF_EXECUTION_MAX_ATTEMPTS = max(1, env_int("SIGNOFF_EXECUTION_MAX_ATTEMPTS", 5))
+SIGNOFF_EXECUTION_RETRY_BASE_SECONDS = env_int("SIGNOFF_EXECUTION_RETRY_BASE_SECONDS", 30)
+SIGNOFF_EXECUTION_RETRY_CAP_SECONDS = env_int("SIGNOFF_EXECUTION_RETRY_CAP_SECONDS", 60 * 60)
+# Webhooks to submitters back off the same way (longer when the receiver's Retry-After asks),
+# up to MAX_ATTEMPTS deliveries; a 410 Gone stops them at once.
+SIGNOFF_WEBHOOK_MAX_ATTEMPTS = max(1, env_int("SIGNOFF_WEBHOOK_MAX_ATTEMPTS", 8))
+SIGNOFF_WEBHOOK_RETRY_BASE_SECONDS = env_int("SIGNOFF_WEBHOOK_RETRY_BASE_SECONDS", 30)
+SIGNOFF_WEBHOOK_RETRY_CAP_SECONDS = env_int("SIGNOFF_WEBHOOK_RETRY_CAP_SECONDS", 6 * 60 * 60)
 
 # --- Audit trail ------------------------------------------------------------------------------
 

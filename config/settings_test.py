@@ -1,8 +1,9 @@
 """Test settings: the real settings, on PostgreSQL and Redis whenever they answer.
 
-``DATABASE_URL`` and ``REDIS_URL`` win when set. Otherwise the suite uses the local PostgreSQL
-if port 5432 answers (else SQLite) and the local Redis if port 6379 answers (else an in-memory
-cache). Tests that need a service are marked ``postgres`` or ``redis``; with
+``DATABASE_URL``, ``REDIS_URL`` and ``CELERY_BROKER_URL`` win when set. Otherwise the suite
+uses the local PostgreSQL if port 5432 answers (else SQLite), the local Redis if port 6379
+answers (else an in-memory cache) and the local RabbitMQ if port 5672 answers. Tests that need
+a service are marked ``postgres``, ``redis`` or ``rabbitmq``; with
 ``SIGNOFF_REQUIRE_SERVICES=1`` (as in CI) a missing service fails the run instead of skipping.
 """
 
@@ -26,6 +27,8 @@ if "DATABASE_URL" not in os.environ and _answers("127.0.0.1", 5432):
     os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/signoff"
 if "REDIS_URL" not in os.environ and _answers("127.0.0.1", 6379):
     os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+if "CELERY_BROKER_URL" not in os.environ and _answers("127.0.0.1", 5672):
+    os.environ["CELERY_BROKER_URL"] = "amqp://guest:guest@127.0.0.1:5672//"
 
 from config.settings import *  # noqa: E402, F403
 

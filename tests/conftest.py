@@ -26,6 +26,10 @@ def _missing_services() -> dict[str, str]:
         missing["postgres"] = f"needs PostgreSQL; the test database is {engine}"
     if not settings.REDIS_URL:
         missing["redis"] = "needs Redis; REDIS_URL is not set and 127.0.0.1:6379 does not answer"
+    if not getattr(settings, "CELERY_BROKER_URL", "").startswith(
+        ("amqp://", "amqps://", "pyamqp://")
+    ):
+        missing["rabbitmq"] = "needs RabbitMQ; CELERY_BROKER_URL is not an amqp:// URL"
     return missing
 
 
