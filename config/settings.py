@@ -350,6 +350,9 @@ SIGNOFF_MAX_BODY_BYTES = env_int("SIGNOFF_MAX_BODY_BYTES", 256 * 1024)
 # How long an Idempotency-Key and the answer it got are kept at least (a day); after that,
 # `manage.py idempotency_purge` deletes them and the key may be used again.
 SIGNOFF_IDEMPOTENCY_TTL_SECONDS = env_int("SIGNOFF_IDEMPOTENCY_TTL_SECONDS", 86_400)
+# Capabilities whose approved actions are HTTP calls: "refunds.issue=https://erp.internal/refunds,…"
+# (a Python handler registered in code takes precedence).
+SIGNOFF_HTTP_HANDLERS = env_list("SIGNOFF_HTTP_HANDLERS", [])
 # Outbox work enqueued this long ago and not done is enqueued again by the sweep: its job was
 # lost or its worker died. Longer than the slowest handler should take.
 SIGNOFF_OUTBOX_STALE_SECONDS = env_int("SIGNOFF_OUTBOX_STALE_SECONDS", 300)

@@ -1,4 +1,4 @@
-"""The reviewer's pages: the queue, one suggestion, edit-then-approve, and the timeline.
+"""One suggestion: the review page, its timeline, claiming, deciding, and edit-then-approve.
 
 Each view loads what it shows through a selector, which answers 404 for what the user may not
 see; a change is one service call. The services check permission and state again under a row
@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -26,76 +24,32 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from audit.permissions import can_read_audit_trail
 from audit.selectors import audit_events_for
-from capabilities.permissions import can_administer_capabilities, managed_capabilities
 from reviews.diffing import payload_changes, payload_line_diff, pretty_json
 from reviews.forms import ApproveForm, EscalateForm, PayloadEditForm, RejectForm
 from reviews.models import (
     Decision,
     DecisionOutcome,
-    ExecutionStatus,
     Suggestion,
     SuggestionStatus,
 )
 from reviews.permissions import approvers_of, can_decide_suggestion, escalated_by, submitted_by
 from reviews.selectors import (
-    access_managed_suggestion,
     access_suggestion,
-    failed_executions_of,
-    queue_counts,
-    submission_retry_counts,
-    suggestion_queue,
 )
 from reviews.services import (
     ReviewConflict,
     decision_record,
-    execution_retry,
     suggestion_claim,
     suggestion_claim_next,
     suggestion_release,
 )
 from reviews.timeline import suggestion_timeline
 
-QUEUE_PAGE_SIZE = 50
-
 _DONE = {
     DecisionOutcome.APPROVED: "Approved",
     DecisionOutcome.REJECTED: "Rejected",
     DecisionOutcome.ESCALATED: "Escalated",
 }
-
-
-# --- The queue --------------------------------------------------------------------------------
-
-
-@login_required
-@require_safe
-def queue(request: HttpRequest) -> HttpResponse:
-    """Open suggestions the user may work on, oldest first, 50 a page, with counts on top."""
-    paginator = Paginator(suggestion_queue(user=request.user), QUEUE_PAGE_SIZE)
-    page = paginator.get_page(request.GET.get("page"))
-    counts = queue_counts(user=request.user)
-    return render(
-        request,
-        "reviews/queue.html",
-        {
-            "page": page,
-            "counts": counts,
-            "waiting": sum(count.waiting for count in counts),
-            "oldest": min((count.oldest for count in counts), default=None),
-            "now": timezone.now(),
-        },
-    )
-
-
-@login_required
-@require_POST
-def claim_next(request: HttpRequest) -> HttpResponse:
-    """Claim the oldest item nobody holds and open it."""
-    suggestion = suggestion_claim_next(user=request.user)
-    if suggestion is None:
-        messages.info(request, "Nothing is waiting for you.")
-        return redirect("reviews:queue")
-    return redirect("reviews:review", pk=suggestion.pk)
 
 
 # --- One suggestion ---------------------------------------------------------------------------
@@ -291,70 +245,6 @@ def edit(request: HttpRequest, pk: UUID) -> HttpResponse:
     done = "Approved with your changes" if changed else "Approved (no changes)"
     messages.success(request, f"{done}: {suggestion}.")
     return _open_next(request)
-
-
-# --- Failed executions (managers) ------------------------------------------------------------
-
-
-@login_required
-@require_safe
-def failed_executions(request: HttpRequest) -> HttpResponse:
-    """Executions of the capabilities the user manages that ran out of attempts, each with a
-    button to try it again. A user who manages no capability gets 404."""
-    if not managed_capabilities(request.user).exists():
-        raise Http404("No such page.")
-    paginator = Paginator(failed_executions_of(user=request.user), QUEUE_PAGE_SIZE)
-    return render(
-        request,
-        "reviews/failed_executions.html",
-        {
-            "page": paginator.get_page(request.GET.get("page")),
-            "max_attempts": settings.SIGNOFF_EXECUTION_MAX_ATTEMPTS,
-        },
-    )
-
-
-@login_required
-@require_POST
-def retry_execution(request: HttpRequest, pk: UUID) -> HttpResponse:
-    """Try a failed execution again now (audited); back to the list of failed executions."""
-    suggestion = access_managed_suggestion(request.user, pk)
-    try:
-        suggestion = execution_retry(user=request.user, suggestion_id=suggestion.pk)
-    except PermissionDenied:
-        raise Http404("No such suggestion.") from None
-    except ReviewConflict as exc:
-        messages.error(request, f"Not retried: {exc}")
-        return redirect("reviews:failed_executions")
-    # With jobs run in-process the attempt has already been made; with workers it is queued.
-    suggestion.refresh_from_db()
-    if suggestion.execution_status == ExecutionStatus.SUCCEEDED:
-        messages.success(request, f"Retried: {suggestion} succeeded.")
-    elif suggestion.execution_next_attempt_at is None:
-        messages.error(request, f"Retried: {suggestion} failed again: {suggestion.execution_error}")
-    else:
-        messages.success(request, f"Retry queued: {suggestion} will be tried again shortly.")
-    return redirect("reviews:failed_executions")
-
-
-# --- Retries by client (administrators, auditors) ----------------------------------------------
-
-
-@login_required
-@require_safe
-def submission_retries(request: HttpRequest) -> HttpResponse:
-    """Per API client and capability, the retries clients declared and the answers replayed to
-    a repeated Idempotency-Key. For administrators and auditors; anyone else gets 404."""
-    if not (can_administer_capabilities(request.user) or can_read_audit_trail(request.user)):
-        raise Http404("No such page.")
-    return render(
-        request,
-        "reviews/retries.html",
-        {
-            "counts": submission_retry_counts(),
-            "kept_hours": settings.SIGNOFF_IDEMPOTENCY_TTL_SECONDS // 3600,
-        },
-    )
 
 
 # --- Helpers ----------------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""The browser pages of the review loop, one module per audience; ``reviews/urls.py`` names
+them from here."""
+
+from reviews.views.queue import claim_next, queue
+from reviews.views.review import (
+    approve,
+    claim,
+    edit,
+    escalate,
+    reject,
+    release,
+    review,
+    timeline,
+)
+from reviews.views.staff import failed_executions, retry_execution, submission_retries
+
+__all__ = [
+    "approve",
+    "claim",
+    "claim_next",
+    "edit",
+    "escalate",
+    "failed_executions",
+    "queue",
+    "reject",
+    "release",
+    "retry_execution",
+    "review",
+    "submission_retries",
+    "timeline",
+]
