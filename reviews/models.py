@@ -4,6 +4,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from capabilities.models import ApiClient, Capability, Policy
@@ -30,6 +32,27 @@ class ExecutionStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     # Failed for now: retried at ``execution_next_attempt_at`` until attempts run out.
     FAILED = "failed", "Failed"
+
+
+# Where an item without a deadline sorts in the queue: after every real deadline.
+NO_DEADLINE = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+
+
+class NoDeadline(models.Func):
+    """``NO_DEADLINE`` as an SQL literal, not a parameter: the queue's ORDER BY must repeat
+    its index's expression exactly, also in a prepared statement's generic plan."""
+
+    arity = 0
+    template = "'9999-12-31 00:00:00'"
+    output_field = models.DateTimeField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return "'9999-12-31 00:00:00+00'::timestamptz", []
+
+
+def sla_order_key() -> Coalesce:
+    """The queue's first sort key: the deadline, or ``NO_DEADLINE`` for an item without one."""
+    return Coalesce(F("due_at"), NoDeadline())
 
 
 class Suggestion(models.Model):
@@ -109,6 +132,16 @@ class Suggestion(models.Model):
                 fields=["due_at"],
                 condition=models.Q(status__in=["pending_review", "escalated"]),
                 name="suggestion_open_due",
+            ),
+            # The queue in its default order: the soonest deadline first, those without one
+            # last, then the oldest. Ordered scans of it give any page of the queue, and the
+            # keyset of the next page is a range of it (see ``reviews.selectors``).
+            models.Index(
+                sla_order_key(),
+                F("created_at"),
+                F("id"),
+                condition=models.Q(status__in=["pending_review", "escalated"]),
+                name="suggestion_open_sla_order",
             ),
         ]
         constraints = [

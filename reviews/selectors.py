@@ -1,12 +1,26 @@
 """Reads of suggestions for the pages and the API, permission-filtered at the source."""
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.core import signing
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models import (
+    Count,
+    DurationField,
+    Exists,
+    Func,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.http import Http404
+from django.utils import timezone
 
 from capabilities.models import ApiClient, ApiToken, Capability
 from capabilities.permissions import (
@@ -19,12 +33,14 @@ from capabilities.permissions import (
 )
 from reviews.models import (
     APPROVED_STATUSES,
+    NO_DEADLINE,
     Decision,
     DecisionOutcome,
     ExecutionStatus,
     IdempotencyKey,
     Suggestion,
     SuggestionStatus,
+    sla_order_key,
 )
 from reviews.permissions import OWNER_LEVEL, decides_as_owner
 
@@ -67,13 +83,158 @@ def suggestions_decidable_by(*, user: Any) -> QuerySet[Suggestion]:
     )
 
 
-def suggestion_queue(*, user: Any) -> QuerySet[Suggestion]:
-    """The queue page: suggestions ``user`` may decide, oldest first, with what the page shows."""
+QUEUE_SORTS = ("due", "oldest")
+QUEUE_CURSOR_SALT = "reviews.queue.cursor"
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What the reviewer narrowed the queue to; every field is optional."""
+
+    capability: str = ""
+    status: str = ""
+    model: str = ""  # a model name, or "name version"; exact
+    older_than: dt.timedelta | None = None
+    confidence_min: float | None = None
+    confidence_max: float | None = None
+    mine: bool = False  # only items whose live claim is the user's
+    sort: str = "due"  # "due": soonest deadline first; "oldest": oldest first
+
+
+@dataclass(frozen=True)
+class QueueCursor:
+    """The sort key of the last row of a page: the next page starts after it."""
+
+    sort: str
+    created_at: dt.datetime
+    id: uuid.UUID
+    due_at: dt.datetime | None = None
+
+    def encode(self) -> str:
+        """An opaque, signed token for a link; ``decode`` refuses anything else."""
+        due = self.due_at.isoformat() if self.due_at is not None else None
+        return signing.dumps(
+            [self.sort, due, self.created_at.isoformat(), str(self.id)], salt=QUEUE_CURSOR_SALT
+        )
+
+    @classmethod
+    def decode(cls, token: str) -> "QueueCursor":
+        """The cursor ``encode`` made; ``ValueError`` for a token it did not make."""
+        try:
+            sort, due, created, pk = signing.loads(token, salt=QUEUE_CURSOR_SALT)
+            cursor = cls(
+                sort=sort,
+                due_at=dt.datetime.fromisoformat(due) if due is not None else None,
+                created_at=dt.datetime.fromisoformat(created),
+                id=uuid.UUID(pk),
+            )
+        except (signing.BadSignature, TypeError, ValueError) as exc:
+            raise ValueError("not a queue cursor") from exc
+        if cursor.sort not in QUEUE_SORTS or (cursor.sort == "oldest" and due is not None):
+            raise ValueError("not a queue cursor")
+        return cursor
+
+    @classmethod
+    def after(cls, suggestion: Suggestion, sort: str) -> "QueueCursor":
+        due_at = suggestion.due_at if sort == "due" else None
+        return cls(sort=sort, due_at=due_at, created_at=suggestion.created_at, id=suggestion.pk)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    object_list: list[Suggestion]
+    next_cursor: QueueCursor | None  # None on the last page
+
+
+def suggestion_queue(
+    *, user: Any, filters: QueueFilters | None = None, now: dt.datetime | None = None
+) -> QuerySet[Suggestion]:
+    """The queue page: suggestions ``user`` may decide, narrowed by ``filters``, in the
+    order the page shows them (by default the soonest deadline first, items without one after
+    those with one, then the oldest), with what the page shows."""
+    filters = filters or QueueFilters()
+    now = now or timezone.now()
+    queryset = suggestions_decidable_by(user=user)
+    if filters.capability:
+        queryset = queryset.filter(capability__key=filters.capability)
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    if filters.model:
+        queryset = queryset.filter(_model_is(filters.model))
+    if filters.older_than is not None:
+        queryset = queryset.filter(created_at__lte=now - filters.older_than)
+    if filters.confidence_min is not None:
+        queryset = queryset.filter(confidence__gte=filters.confidence_min)
+    if filters.confidence_max is not None:
+        queryset = queryset.filter(confidence__lte=filters.confidence_max)
+    if filters.mine:
+        queryset = queryset.filter(claimed_by=user, claim_expires_at__gt=now)
+    if filters.sort == "oldest":
+        ordering: list[Any] = ["created_at", "id"]
+    else:
+        ordering = [sla_order_key(), "created_at", "id"]  # the suggestion_open_sla_order index
+    return queryset.select_related("capability", "policy", "claimed_by").order_by(*ordering)
+
+
+def suggestion_queue_page(
+    *,
+    user: Any,
+    filters: QueueFilters | None = None,
+    after: QueueCursor | None = None,
+    size: int = 50,
+) -> QueuePage:
+    """One page of ``suggestion_queue``: the ``size`` rows after ``after`` in the sort order,
+    and the cursor of the next page. One query, whatever the page; no OFFSET and no COUNT,
+    so a deep page costs what the first one does."""
+    filters = filters or QueueFilters()
+    queryset = suggestion_queue(user=user, filters=filters)
+    if after is not None:
+        queryset = _after(queryset, after)
+    rows = list(queryset[: size + 1])
+    if len(rows) <= size:
+        return QueuePage(object_list=rows, next_cursor=None)
+    rows = rows[:size]
+    return QueuePage(object_list=rows, next_cursor=QueueCursor.after(rows[-1], filters.sort))
+
+
+def _model_is(text: str) -> Q:
+    # "name version" may split at any space: model names can hold spaces themselves.
+    match = Q(model_name=text)
+    for position, character in enumerate(text):
+        if character == " ":
+            match |= Q(model_name=text[:position], model_version=text[position + 1 :])
+    return match
+
+
+def _after(queryset: QuerySet[Suggestion], cursor: QueueCursor) -> QuerySet[Suggestion]:
+    """The rows of ``queryset`` after ``cursor`` in its sort order (see ``suggestion_queue``).
+
+    The first condition repeats the leading key as a plain range so the database starts its
+    index scan at the cursor instead of filtering every row before it.
+    """
+    later = Q(created_at__gt=cursor.created_at) | Q(created_at=cursor.created_at, id__gt=cursor.id)
+    if cursor.sort == "oldest":
+        return queryset.filter(created_at__gte=cursor.created_at).filter(later)
+    key = cursor.due_at or NO_DEADLINE
     return (
-        suggestions_decidable_by(user=user)
-        .select_related("capability", "policy", "claimed_by")
-        .order_by("created_at", "id")
+        queryset.alias(sla_key=sla_order_key())
+        .filter(sla_key__gte=key)
+        .filter(Q(sla_key__gt=key) | Q(sla_key=key) & later)
     )
+
+
+class _QuarterOfSla(Func):
+    """A quarter of a policy's ``sla_minutes``, as a duration: the "due soon" margin of
+    ``Suggestion.sla_state``. The ORM cannot multiply a duration by a column."""
+
+    output_field = DurationField()
+    # SQLite keeps durations as integer microseconds: 15 s is a quarter of a minute.
+    template = "(%(expressions)s * 15000000)"
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler, connection, template="(%(expressions)s * INTERVAL '15 seconds')", **extra
+        )
 
 
 @dataclass(frozen=True)
@@ -81,18 +242,51 @@ class QueueCount:
     capability_key: str
     waiting: int
     oldest: dt.datetime
+    due_soon: int = 0  # under a quarter of the SLA left, as ``Suggestion.sla_state`` says
+    overdue: int = 0
+    new: int = 0  # submitted after the ``since`` given to ``queue_counts``
 
 
-def queue_counts(*, user: Any) -> list[QueueCount]:
-    """How many open items wait per capability for ``user``, and since when. One query."""
+def queue_counts(*, user: Any, since: dt.datetime | None = None) -> list[QueueCount]:
+    """How many open items wait per capability for ``user``, since when, how many are due
+    soon or overdue, and how many arrived after ``since``. One query."""
+    now = timezone.now()
+    due_soon = Q(due_at__gt=now, due_at__lt=Value(now) + _QuarterOfSla("policy__sla_minutes"))
     rows = (
-        suggestion_queue(user=user)
+        suggestions_decidable_by(user=user)
         .order_by()
         .values("capability__key")
-        .annotate(waiting=Count("id"), oldest=Min("created_at"))
+        .annotate(
+            waiting=Count("id"),
+            oldest=Min("created_at"),
+            due_soon=Count("id", filter=due_soon & Q(policy__sla_minutes__gt=0)),
+            overdue=Count("id", filter=Q(due_at__lte=now)),
+            new=Count("id", filter=Q(created_at__gt=since)) if since else Value(0),
+        )
         .order_by("capability__key")
     )
-    return [QueueCount(r["capability__key"], r["waiting"], r["oldest"]) for r in rows]
+    return [
+        QueueCount(
+            r["capability__key"], r["waiting"], r["oldest"], r["due_soon"], r["overdue"], r["new"]
+        )
+        for r in rows
+    ]
+
+
+def queue_capability_keys(*, user: Any) -> list[str]:
+    """The keys of the capabilities whose queue ``user`` works: those they review, resolve
+    escalations for, or own. One query."""
+    owned = Q(owner=user) | Q(owner_group__in=user.groups.all()) if user.is_active else Q(pk__in=[])
+    return list(
+        Capability.objects.filter(
+            Q(pk__in=reviewable_capabilities(user))
+            | Q(pk__in=escalation_capabilities(user))
+            | owned
+        )
+        .order_by("key")
+        .values_list("key", flat=True)
+        .distinct()
+    )
 
 
 def suggestion_list_for_client(

@@ -14,6 +14,8 @@ from capabilities.services import IssuedToken
 from tests.factories import ApiClientFactory, CapabilityFactory, UserFactory
 
 REQUIRE_SERVICES = os.environ.get("SIGNOFF_REQUIRE_SERVICES") == "1"
+# The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
+CHROMIUM = "/usr/bin/chromium"
 
 
 def _missing_services() -> dict[str, str]:
@@ -30,6 +32,8 @@ def _missing_services() -> dict[str, str]:
         ("amqp://", "amqps://", "pyamqp://")
     ):
         missing["rabbitmq"] = "needs RabbitMQ; CELERY_BROKER_URL is not an amqp:// URL"
+    if not os.access(CHROMIUM, os.X_OK):
+        missing["browser"] = f"needs Chromium; {CHROMIUM} is missing (apt-get install chromium)"
     return missing
 
 

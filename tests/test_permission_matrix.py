@@ -92,6 +92,8 @@ MATRIX: dict[str, Row] = {
     "login": Row("GET", {**SEES_ALL, "anonymous": 200, "client": 200}),
     "logout": Row("POST", {role: 302 for role in ROLES}),
     "reviews:queue": Row("GET", SEES_ALL),
+    # The counts fragment the queue polls: everyone signed in, each seeing their own counts.
+    "reviews:queue_counts": Row("GET", SEES_ALL),
     "reviews:claim_next": Row(
         "POST",
         {

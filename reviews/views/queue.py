@@ -1,16 +1,20 @@
 """The queue: what waits for the reviewer, and claiming the next item."""
 
+import datetime as dt
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
+from reviews.forms import QueueCountsForm, QueueFilterForm
 from reviews.selectors import (
+    queue_capability_keys,
     queue_counts,
-    suggestion_queue,
+    suggestion_queue_page,
 )
 from reviews.services import (
     suggestion_claim_next,
@@ -24,21 +28,34 @@ QUEUE_PAGE_SIZE = 50
 @login_required
 @require_safe
 def queue(request: HttpRequest) -> HttpResponse:
-    """Open suggestions the user may work on, oldest first, 50 a page, with counts on top."""
-    paginator = Paginator(suggestion_queue(user=request.user), QUEUE_PAGE_SIZE)
-    page = paginator.get_page(request.GET.get("page"))
-    counts = queue_counts(user=request.user)
+    """Open suggestions the user may decide, filtered and sorted as asked (soonest deadline
+    first by default), 50 a page, with the counts on top. Invalid filters are shown as form
+    errors, with no rows."""
+    now = timezone.now()
+    form = QueueFilterForm(request.GET, capability_keys=queue_capability_keys(user=request.user))
+    page = None
+    if form.is_valid():
+        page = suggestion_queue_page(
+            user=request.user,
+            filters=form.queue_filters(),
+            after=form.page_cursor(),
+            size=QUEUE_PAGE_SIZE,
+        )
     return render(
         request,
         "reviews/queue.html",
-        {
-            "page": page,
-            "counts": counts,
-            "waiting": sum(count.waiting for count in counts),
-            "oldest": min((count.oldest for count in counts), default=None),
-            "now": timezone.now(),
-        },
+        {"form": form, "page": page, "now": now, **_counts_context(request.user, since=now)},
     )
+
+
+@login_required
+@require_safe
+def queue_counts_fragment(request: HttpRequest) -> HttpResponse:
+    """The counts on top of the queue, alone, for the page to poll; ``since`` (when the page
+    was opened) counts the items that arrived after it."""
+    form = QueueCountsForm(request.GET)
+    since = form.cleaned_data["since"] if form.is_valid() else None
+    return render(request, "reviews/queue.html#counts", _counts_context(request.user, since))
 
 
 @login_required
@@ -50,3 +67,16 @@ def claim_next(request: HttpRequest) -> HttpResponse:
         messages.info(request, "Nothing is waiting for you.")
         return redirect("reviews:queue")
     return redirect("reviews:review", pk=suggestion.pk)
+
+
+def _counts_context(user: Any, since: dt.datetime | None) -> dict[str, Any]:
+    counts = queue_counts(user=user, since=since)
+    return {
+        "counts": counts,
+        "waiting": sum(count.waiting for count in counts),
+        "oldest": min((count.oldest for count in counts), default=None),
+        "due_soon": sum(count.due_soon for count in counts),
+        "overdue": sum(count.overdue for count in counts),
+        "new_items": sum(count.new for count in counts),
+        "since": since,
+    }

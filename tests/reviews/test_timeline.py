@@ -2,11 +2,13 @@
 stays one page of constant cost however long the history.
 """
 
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.test import Client
@@ -365,7 +367,9 @@ def test_ai_supplied_content_is_escaped(
     html = page(client, reviewer, suggestion).content.decode()
 
     assert XSS_SCRIPT not in html
-    assert "<script" not in html
+    # The only scripts are the project's own files that base.html loads.
+    own_scripts = f'<script src="{settings.STATIC_URL}[^"]+" defer></script>'
+    assert "<script" not in re.sub(own_scripts, "", html)
     assert ESCAPED_SCRIPT in html
     assert f"Do it {ESCAPED_SCRIPT}" in html
 

@@ -7,10 +7,12 @@ write; conflicts assert that nothing changed.
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -211,11 +213,13 @@ def test_queue_is_paginated_by_fifty(
         submit(api_client_row, capability, external_id=f"item-{number}")
 
     first = login(client, reviewer).get(url("reviews:queue"))
-    second = client.get(url("reviews:queue"), {"page": 2})
+    cursor = first.context["page"].next_cursor.encode()
+    second = client.get(url("reviews:queue"), {"cursor": cursor})
 
     assert len(first.context["page"].object_list) == 50
     assert [s.external_id for s in second.context["page"].object_list] == ["item-50"]
-    assert "Page 1 of 2" in first.content.decode()
+    assert "Next page" in first.content.decode()
+    assert second.context["page"].next_cursor is None
 
 
 def test_queue_query_count_does_not_grow_with_rows(
@@ -444,7 +448,9 @@ def test_untrusted_content_is_rendered_escaped(
         html = client.get(path).content.decode()
         assert XSS_SCRIPT not in html, path
         assert XSS_IMG not in html, path
-        assert "<script" not in html, path
+        # The only scripts are the project's own files that base.html loads.
+        own_scripts = f'<script src="{settings.STATIC_URL}[^"]+" defer></script>'
+        assert "<script" not in re.sub(own_scripts, "", html), path
         assert "&lt;img src=x onerror=alert(1)&gt;" in html, path
         if path != url("reviews:edit", hostile):
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
