@@ -33,6 +33,11 @@ class Capability(models.Model):
     )
     name = models.CharField(max_length=150)
     description = models.TextField(blank=True)
+    payload_schema = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="A JSON Schema (draft 2020-12) every payload, proposed or edited, must satisfy.",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,

@@ -71,6 +71,8 @@ class Suggestion(models.Model):
         ApiClient, on_delete=models.PROTECT, related_name="suggestions", null=True, blank=True
     )
     external_id = models.CharField(max_length=200, blank=True)
+    # SHA-256 of the payload's canonical JSON: the same proposal, whoever made it and when.
+    fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
     status = models.CharField(max_length=20, choices=SuggestionStatus.choices)
     route_reason = models.CharField(max_length=64)
 
