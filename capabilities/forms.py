@@ -4,8 +4,10 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from capabilities.models import APPROVAL_CHOICES, Capability, Policy
+from capabilities.schemas import check_schema
 from capabilities.services import policy_active
 from capabilities.services.catalog import SLA_MINUTES_MAX
 
@@ -34,10 +36,10 @@ def _threshold_field(label: str, help_text: str) -> forms.DecimalField:
 class CapabilityAdminForm(forms.ModelForm):
     """A capability and the rules of its active policy: thresholds, approvers, deadline.
 
-    The policy fields are not capability fields: they are prefilled from the active policy,
-    and the admin publishes a new policy version when they change. ``clean`` checks them as
-    fully as ``policy_publish`` does, so a form that validates never fails half-way through
-    saving.
+    ``payload_schema`` is JSON text, checked as a JSON Schema (draft 2020-12). The policy
+    fields are not capability fields: they are prefilled from the active policy, and the admin
+    publishes a new policy version when they change. ``clean`` checks them as fully as
+    ``policy_publish`` does, so a form that validates never fails half-way through saving.
     """
 
     auto_approve_at = _threshold_field(
@@ -81,7 +83,12 @@ class CapabilityAdminForm(forms.ModelForm):
 
     class Meta:
         model = Capability
-        fields = ["key", "name", "description", "owner", "owner_group"]
+        fields = ["key", "name", "description", "owner", "owner_group", "payload_schema"]
+        widgets = {
+            "payload_schema": forms.Textarea(
+                attrs={"rows": 12, "spellcheck": "false", "autocapitalize": "off", "class": "code"}
+            ),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -97,6 +104,11 @@ class CapabilityAdminForm(forms.ModelForm):
         reject_below = cleaned.get("auto_reject_below")
         if approve_at is not None and reject_below is not None and reject_below > approve_at:
             self.add_error("auto_reject_below", "Must not be above the auto-approve threshold.")
+        if "payload_schema" in self.fields and cleaned.get("payload_schema") is not None:
+            try:
+                check_schema(cleaned["payload_schema"])
+            except ValidationError as exc:
+                self.add_error(None, exc)
         if "sla_default" in self.fields and not cleaned.get("sla_default"):
             # A select always posts a choice; a request without one keeps what is in force.
             cleaned["sla_default"] = self.fields["sla_default"].initial

@@ -1,6 +1,7 @@
-"""The admin for managers: capabilities and the rules of their active policy, and the history
-of policy versions. Every write goes through ``capabilities.services`` (permission-checked and
-audited); policies are immutable, and a capability's own fields are read-only once created."""
+"""The admin for managers: capabilities, their payload schema and the rules of their active
+policy, and the history of policy versions. Every write goes through ``capabilities.services``
+(permission-checked and audited); policies are immutable, and a capability's own fields but its
+payload schema are read-only once created."""
 
 from decimal import Decimal
 from typing import Any
@@ -16,11 +17,19 @@ from capabilities.models import Capability, Policy
 from capabilities.permissions import can_manage_capability, visible_capabilities
 from capabilities.services import (
     capability_create,
+    capability_schema_set,
     policy_active,
     policy_publish,
 )
 
 CAPABILITY_FIELDS = ("key", "name", "description", "owner", "owner_group")
+SCHEMA_FIELDSET = (
+    "Payload schema",
+    {
+        "fields": ("payload_schema",),
+        "description": "Proposed and edited payloads must satisfy it; empty: any JSON object.",
+    },
+)
 _SLA_DEFAULTS = Policy._meta.get_field("sla_default").choices or []
 
 
@@ -68,8 +77,9 @@ class PolicyInline(admin.TabularInline):
 class CapabilityAdmin(admin.ModelAdmin):
     """Capabilities and the rules of their active policy: thresholds, approvers, deadline.
 
-    Changing a rule publishes a new policy version with ``policy_publish``; creating a
-    capability goes through ``capability_create``, which publishes version 1. Only users who
+    Changing a rule publishes a new policy version with ``policy_publish``; changing the payload
+    schema goes through ``capability_schema_set``; creating a capability goes through
+    ``capability_create``, which publishes version 1. Only users who
     manage a capability (object permission) may change it, on top of the model permission.
     """
 
@@ -124,6 +134,7 @@ class CapabilityAdmin(admin.ModelAdmin):
         if obj is None:
             return [
                 (None, {"fields": CAPABILITY_FIELDS}),
+                SCHEMA_FIELDSET,
                 (
                     "Initial policy",
                     {
@@ -142,16 +153,18 @@ class CapabilityAdmin(admin.ModelAdmin):
             )
         return [
             (None, {"fields": (*CAPABILITY_FIELDS, "created_at")}),
+            SCHEMA_FIELDSET,
             ("Active policy", {"fields": policy_fields, "description": description}),
         ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Capability | None = None) -> Any:
         if obj is None:
             return ()
-        # Capability fields have no audited update service yet: only policy rules change here.
+        # Capability fields have no audited update service yet: only the payload schema (with
+        # capability_schema_set) and the policy rules change here.
         readonly: tuple[str, ...] = (*CAPABILITY_FIELDS, "created_at", "active_version")
         if not self.has_change_permission(request, obj):
-            readonly = (*readonly, *POLICY_FIELDS)
+            readonly = (*readonly, "payload_schema", *POLICY_FIELDS)
         return readonly
 
     def get_inlines(self, request: HttpRequest, obj: Capability | None) -> Any:
@@ -182,6 +195,7 @@ class CapabilityAdmin(admin.ModelAdmin):
                 sla_default=data["sla_default"],
                 actor=Actor.user(request.user),
                 created_by=request.user,
+                payload_schema=data.get("payload_schema"),
             )
             # The admin goes on with the instance it passed in (to log and redirect).
             obj.pk = created.pk
@@ -189,9 +203,12 @@ class CapabilityAdmin(admin.ModelAdmin):
             obj._state.adding = False
             obj._state.db = created._state.db
             return
-        # The capability's own fields are read-only after creation (see get_readonly_fields):
-        # a change only ever publishes a policy version.
+        # The capability's own fields but the schema are read-only after creation (see
+        # get_readonly_fields): a change sets the schema and/or publishes a policy version.
         assert isinstance(form, CapabilityAdminForm)
+        if "payload_schema" in form.changed_data:
+            capability_schema_set(capability=obj, schema=data["payload_schema"], user=request.user)
+            self.message_user(request, f"Payload schema of {obj.key} updated.", messages.SUCCESS)
         if not form.policy_changed():
             self.message_user(request, "Policy unchanged: no new policy version was published.")
             return

@@ -9,6 +9,7 @@ from capabilities.services.access import (
 )
 from capabilities.services.catalog import (
     capability_create,
+    capability_schema_set,
     policy_active,
     policy_publish,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "api_token_revoke",
     "api_token_rotate",
     "capability_create",
+    "capability_schema_set",
     "permission_grant",
     "permission_revoke",
     "policy_active",

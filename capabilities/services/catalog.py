@@ -12,6 +12,7 @@ from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
 from capabilities.models import Capability, Policy
 from capabilities.permissions import can_manage_capability
+from capabilities.schemas import check_schema
 from capabilities.services.clients import UNCHANGED, _Unchanged
 
 # The longest deadline a rung of the escalation ladder may have: one week.
@@ -32,14 +33,22 @@ def capability_create(
     sla_minutes: int | None = None,
     sla_default: str = "reject",
     created_by: Any | None = None,
+    payload_schema: dict[str, Any] | None = None,
 ) -> Capability:
     """Create a capability, accountable to ``owner`` and/or ``owner_group``, with its first
     policy version (published by ``created_by``, if any). Without ``sla_minutes`` its items
-    have no deadline. Raises ``ValidationError`` naming the field for a bad key, a missing
-    owner, bad thresholds or a bad deadline; nothing is saved then."""
+    have no deadline; without ``payload_schema`` any JSON object is a valid payload. Raises
+    ``ValidationError`` naming the field for a bad key, a missing owner, bad thresholds, a bad
+    deadline or an invalid schema; nothing is saved then."""
+    check_schema(payload_schema)
     with transaction.atomic():
         capability = Capability(
-            key=key, name=name, owner=owner, owner_group=owner_group, description=description
+            key=key,
+            name=name,
+            owner=owner,
+            owner_group=owner_group,
+            description=description,
+            payload_schema=payload_schema,
         )
         capability.full_clean()
         capability.save()
@@ -53,6 +62,7 @@ def capability_create(
                 "name": name,
                 "owner": owner.get_username() if owner else None,
                 "owner_group": owner_group.name if owner_group else None,
+                "payload_schema": payload_schema,
             },
         )
         _policy_insert(
@@ -65,6 +75,41 @@ def capability_create(
             note="Initial policy",
             created_by=created_by,
             actor=actor,
+        )
+    return capability
+
+
+def capability_schema_set(
+    *, capability: Capability, schema: dict[str, Any] | None, user: Any
+) -> Capability:
+    """Replace the JSON Schema that payloads of ``capability`` must satisfy (``None``: none).
+
+    Applies to what is submitted or edited from now on; stored suggestions are not checked
+    again. Records ``capability.updated`` with the old and the new schema; setting the schema
+    it already has changes nothing and records nothing. Raises ``PermissionDenied`` unless
+    ``user`` manages the capability, and ``ValidationError`` naming ``payload_schema`` for an
+    invalid schema.
+    """
+    if not can_manage_capability(user, capability):
+        raise PermissionDenied(f"{user} may not change {capability.key}")
+    check_schema(schema)
+    with transaction.atomic():
+        # Read the old schema under the lock: the caller's instance may already hold the new
+        # one (a bound admin form writes it there), and two editors must not both see the
+        # same "old" schema in the trail.
+        locked = Capability.objects.select_for_update().get(pk=capability.pk)
+        old = locked.payload_schema
+        capability.payload_schema = schema
+        if old == schema:
+            return capability
+        locked.payload_schema = schema
+        locked.save(update_fields=["payload_schema"])
+        audit_event_record(
+            actor=Actor.user(user),
+            action=AuditAction.CAPABILITY_UPDATED,
+            subject=Subject.of(capability),
+            capability=capability.key,
+            data={"payload_schema": {"from": old, "to": schema}},
         )
     return capability
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
+from capabilities.schemas import schema_errors
 from reviews.diffing import payload_changes
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
 from reviews.permissions import SENIOR_LEVEL, approvers_of, can_decide_suggestion
@@ -45,8 +46,9 @@ def decision_record(
     decisions backs this up. Raises ``DecisionRefused`` (after auditing the refusal) when the
     rules say no: deciding what one submitted, or approving twice. Raises ``ClaimedByOther``
     while another reviewer holds the item, ``PermissionDenied`` if ``user`` may not decide it,
-    and ``ValidationError`` (naming the field) for a missing reason or a payload that is not a
-    JSON object. Nothing else changes when it raises.
+    and ``ValidationError`` (naming the field) for a missing reason, or an edited payload that
+    is not a JSON object or does not satisfy the capability's schema. Nothing else changes
+    when it raises.
     """
     reason = reason.strip()
     if outcome in (DecisionOutcome.REJECTED, DecisionOutcome.ESCALATED) and not reason:
@@ -76,6 +78,10 @@ def decision_record(
             )
         else:
             check_may_decide(user, suggestion, now)
+            if final_payload is not None:
+                errors = schema_errors(suggestion.capability.payload_schema, final_payload)
+                if errors:
+                    raise ValidationError({"final_payload": errors})
             decision = _decide(user, suggestion, outcome, reason, final, now)
     if refusal is not None:
         raise DecisionRefused(REFUSALS[refusal])

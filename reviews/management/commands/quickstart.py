@@ -52,7 +52,20 @@ class CapabilitySeed:
     description: str
     auto_approve_at: Decimal
     auto_reject_below: Decimal
+    payload_schema: dict[str, Any] | None = None
 
+
+# What a refund must say; the demo's refund drafts (``_refund``) and CURL_BODY satisfy it.
+REFUND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["order", "amount", "currency"],
+    "properties": {
+        "order": {"type": "string", "minLength": 1},
+        "amount": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,2})?$"},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "reason": {"type": "string"},
+    },
+}
 
 CAPABILITIES = [
     CapabilitySeed(
@@ -61,6 +74,7 @@ CAPABILITIES = [
         "Refund all or part of an order to the customer's original payment method.",
         Decimal("0.95"),
         Decimal("0.40"),
+        REFUND_SCHEMA,
     ),
     CapabilitySeed(
         "content.moderate",
@@ -226,6 +240,7 @@ class Command(BaseCommand):
             auto_approve_at=seed.auto_approve_at,
             auto_reject_below=seed.auto_reject_below,
             actor=ACTOR,
+            payload_schema=seed.payload_schema,
         )
 
     def _client_token(self, capabilities: list[Capability], summary: Summary) -> IssuedToken:
