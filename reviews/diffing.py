@@ -1,10 +1,19 @@
 """What a reviewer changed in a payload: field-level changes and a line diff for display."""
 
 import difflib
+import hashlib
 import json
 from typing import Any
 
+from audit.chain import canonical_json
+
 _MISSING = object()
+
+
+def payload_fingerprint(payload: Any) -> str:
+    """The lowercase hex SHA-256 of ``payload``'s canonical JSON: equal for equal proposals,
+    whatever their key order or whitespace (``Suggestion.fingerprint``)."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def payload_changes(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:

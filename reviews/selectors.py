@@ -14,6 +14,7 @@ from django.db.models import (
     Func,
     Min,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Sum,
@@ -423,3 +424,60 @@ def submission_retry_counts() -> list[RetryCount]:
         RetryCount(*pair, retried=retried.get(pair, 0), replays=replays.get(pair, 0))
         for pair in sorted(retried.keys() | replays.keys())
     ]
+
+
+# The statuses of a suggestion somebody (or its policy) decided; an expired one was not.
+DECIDED_STATUSES = (
+    SuggestionStatus.APPROVED,
+    SuggestionStatus.REJECTED,
+    SuggestionStatus.AUTO_APPROVED,
+    SuggestionStatus.AUTO_REJECTED,
+)
+
+
+@dataclass(frozen=True)
+class SimilarDecision:
+    """How an earlier, identical proposal was decided: its final decision, flattened."""
+
+    suggestion: Suggestion
+    outcome: str  # the decision's display label: "Approved", "Rejected"
+    reviewer: Any | None  # None: the policy decided
+    decided_at: dt.datetime | None
+    reason: str
+    is_override: bool
+
+
+def similar_decisions(suggestion: Suggestion, limit: int = 5) -> list[SimilarDecision]:
+    """The ``limit`` latest decided suggestions of the same capability, submitted before
+    ``suggestion``, whose payload has the same fingerprint, newest decision first, each with
+    its final decision. Two queries whatever ``limit`` (one when none matches); none for a
+    suggestion without a fingerprint."""
+    if not suggestion.fingerprint:
+        return []
+    finals = Decision.objects.filter(is_final=True).select_related("reviewer")
+    rows = (
+        Suggestion.objects.filter(
+            capability_id=suggestion.capability_id,
+            fingerprint=suggestion.fingerprint,
+            status__in=DECIDED_STATUSES,
+            created_at__lt=suggestion.created_at,
+        )
+        .exclude(pk=suggestion.pk)
+        .order_by("-decided_at", "-created_at", "-id")
+        .prefetch_related(Prefetch("decisions", queryset=finals, to_attr="final_decisions"))
+    )[:limit]
+    similar = []
+    for row in rows:
+        prefetched: list[Decision] = row.final_decisions  # type: ignore[attr-defined]
+        final = prefetched[0] if prefetched else None
+        similar.append(
+            SimilarDecision(
+                suggestion=row,
+                outcome=final.get_outcome_display() if final else row.get_status_display(),
+                reviewer=final.reviewer if final else None,
+                decided_at=final.created_at if final else row.decided_at,
+                reason=final.reason if final else "",
+                is_override=final.is_override if final else row.is_override,
+            )
+        )
+    return similar

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,7 +13,9 @@ from audit.services import Actor, Subject, audit_event_record
 from capabilities.models import ApiClient, ApiToken, Capability
 from capabilities.permissions import can_submit_to_capability
 from capabilities.policies import RouteOutcome, route_by_confidence
+from capabilities.schemas import schema_errors
 from capabilities.services import policy_active
+from reviews.diffing import payload_fingerprint
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
 from reviews.redaction import redactor
 from reviews.services.common import after_approval, after_final_decision
@@ -62,12 +64,15 @@ def suggestion_submit(
     ``suggestion.received`` and ``suggestion.routed`` events in one transaction. An
     auto-approved suggestion's handler is enqueued on commit. Raises ``PermissionDenied`` when
     the capability is outside the scope of ``token`` (the API always passes the caller's), or
-    of ``client`` for internal callers.
+    of ``client`` for internal callers, and ``ValidationError`` naming ``payload`` when the
+    payload does not satisfy the capability's schema; nothing is stored then.
     """
     if token is not None and token.client_id != client.pk:
         raise PermissionDenied("This token belongs to another client.")
     if not can_submit_to_capability(token or client, capability):
         raise PermissionDenied(f"This token may not submit to {capability.key}.")
+    if errors := schema_errors(capability.payload_schema, payload):
+        raise ValidationError({"payload": errors})
     scrub = redactor()
     prompt = scrub.text(prompt)
     context = scrub.json(context or {})
@@ -89,6 +94,7 @@ def suggestion_submit(
             status=status,
             route_reason=route.reason,
             payload=payload,
+            fingerprint=payload_fingerprint(payload),
             final_payload=payload if status == SuggestionStatus.AUTO_APPROVED else None,
             confidence=confidence,
             model_name=model.name,

@@ -8,6 +8,7 @@ meanwhile, claimed by someone else) becomes a message on the review page, never 
 
 import datetime as dt
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -32,9 +33,18 @@ from reviews.models import (
     Suggestion,
     SuggestionStatus,
 )
-from reviews.permissions import approvers_of, can_decide_suggestion, escalated_by, submitted_by
+from reviews.permissions import (
+    OWNER_LEVEL,
+    REVIEWERS_LEVEL,
+    SENIOR_LEVEL,
+    approvers_of,
+    can_decide_suggestion,
+    escalated_by,
+    submitted_by,
+)
 from reviews.selectors import (
     access_suggestion,
+    similar_decisions,
 )
 from reviews.services import (
     ReviewConflict,
@@ -333,7 +343,8 @@ def _render_review(
     request: HttpRequest, suggestion: Suggestion, bound_forms: dict[str, Form] | None = None
 ) -> HttpResponse:
     decisions = list(suggestion.decisions.select_related("reviewer"))
-    state = _review_state(request.user, suggestion, timezone.now())
+    now = timezone.now()
+    state = _review_state(request.user, suggestion, now)
     forms: dict[str, Form] = {
         "approve_form": ApproveForm(),
         "reject_form": RejectForm(),
@@ -357,8 +368,60 @@ def _render_review(
             "state": state,
             "override_diff": override_diff,
             "approvals": _approvals(suggestion, decisions),
+            "similar": similar_decisions(suggestion),
+            "sla_clock": _sla_clock(suggestion, now),
+            "confidence_meaning": _confidence_meaning(suggestion),
             **forms,
         },
+    )
+
+
+# Who an open suggestion waits for, by its ``escalation_level``.
+_RUNGS = {REVIEWERS_LEVEL: "reviewers", SENIOR_LEVEL: "senior reviewers", OWNER_LEVEL: "owner"}
+
+
+@dataclass(frozen=True)
+class SlaClock:
+    text: str  # "Due in 12 min", "Overdue by 3 min"
+    rung: str
+    state: str  # ``Suggestion.sla_state``, for styling
+
+
+def _sla_clock(suggestion: Suggestion, now: dt.datetime) -> SlaClock | None:
+    """The time left on an open suggestion's deadline at its rung; None without a deadline."""
+    if suggestion.due_at is None or not suggestion.is_open:
+        return None
+    seconds = (suggestion.due_at - now).total_seconds()
+    # Whole minutes, rounded so the clock never reads "Due in 0 min" or "Overdue by 0 min".
+    if seconds > 0:
+        text = f"Due in {_duration(math.ceil(seconds / 60))}"
+    else:
+        text = f"Overdue by {_duration(max(1, math.floor(-seconds / 60)))}"
+    rung = _RUNGS.get(suggestion.escalation_level, _RUNGS[OWNER_LEVEL])
+    return SlaClock(text=text, rung=rung, state=suggestion.sla_state or "on_time")
+
+
+def _duration(minutes: int) -> str:
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def _confidence_meaning(suggestion: Suggestion) -> str:
+    """The confidence read against the thresholds of the policy version that routed it."""
+    policy = suggestion.policy
+    approve_at = f"{policy.auto_approve_at:.2f}"
+    reject_below = f"{policy.auto_reject_below:.2f}"
+    confidence = f"{suggestion.confidence:.2f}"
+    # The same comparisons as ``capabilities.policies.route_by_confidence``.
+    if suggestion.confidence >= float(policy.auto_approve_at):
+        return f"{confidence} — at or above auto-approve at {approve_at}: approved without review"
+    if suggestion.confidence < float(policy.auto_reject_below):
+        return f"{confidence} — below auto-reject at {reject_below}: rejected without review"
+    return (
+        f"{confidence} — between auto-reject below {reject_below} and auto-approve at "
+        f"{approve_at}: a person decides"
     )
 
 
