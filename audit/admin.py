@@ -26,8 +26,8 @@ class AuditEventAdmin(admin.ModelAdmin):
         "subject_id",
         "capability",
     )
-    list_filter = ("action", "actor_type", "capability")
-    search_fields = ("subject_id", "actor_label", "capability")
+    list_filter = ("action", "actor_type", "capability", "subject_type")
+    search_fields = ("subject_id", "actor_label", "actor_id", "capability")
     date_hierarchy = "occurred_at"
     ordering = ("-sequence",)
     # Counting a long trail on every page is slow; the filtered count is enough.

@@ -6,11 +6,21 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
+from django.db.models.functions import Length
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from reviews.models import Decision, Suggestion
+from audit.permissions import can_read_audit_trail
+from capabilities.permissions import can_administer_capabilities
+from reviews.models import (
+    Decision,
+    IdempotencyKey,
+    OutboxItem,
+    Suggestion,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 
 
 def _pretty_json(value: Any) -> SafeString:
@@ -183,3 +193,170 @@ class DecisionAdmin(ReadOnlyAdmin):
     @admin.display(description="Final payload")
     def pretty_final_payload(self, obj: Decision) -> SafeString:
         return _pretty_json(obj.final_payload)
+
+
+# --- Delivery machinery: outbox, webhooks, idempotency keys ---------------------------------------
+
+
+def _administrator_or_auditor(request: HttpRequest) -> bool:
+    user = request.user
+    return can_administer_capabilities(user) or can_read_audit_trail(user)
+
+
+class MachineryAdmin(ReadOnlyAdmin):
+    """Read-only views of how work leaves Signoff, for administrators and auditors (as the
+    submission retries page is); the roles hold no model permission on these tables."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return super().has_module_permission(request) or _administrator_or_auditor(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) or _administrator_or_auditor(request)
+
+    def get_actions(
+        self,
+        request: HttpRequest,
+        action_location: admin.ActionLocation = admin.ActionLocation.CHANGE_LIST,
+    ) -> dict[str, Any]:
+        actions = super().get_actions(request, action_location=action_location)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+@admin.register(OutboxItem)
+class OutboxItemAdmin(MachineryAdmin):
+    list_display = (
+        "id",
+        "kind",
+        "ref",
+        "created_at",
+        "available_at",
+        "enqueued_at",
+        "enqueue_count",
+        "done_at",
+    )
+    list_filter = ("kind", ("done_at", admin.EmptyFieldListFilter), "available_at")
+    search_fields = ("ref",)
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    fields = list_display
+    readonly_fields = fields
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ("attempted_at", "status_code", "duration_ms", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The attempts are part of the delivery: whoever may view it sees them.
+        return super().has_view_permission(request, obj) or _administrator_or_auditor(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(MachineryAdmin):
+    list_display = (
+        "created_at",
+        "event_type",
+        "suggestion",
+        "state",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "delivered_at",
+    )
+    list_select_related = ("suggestion__capability",)
+    list_filter = ("state", "event_type", "suggestion__capability", "created_at")
+    # ``suggestion__id__exact`` skips terms that are not UUIDs instead of failing the search.
+    search_fields = ("message_id", "url", "suggestion__external_id", "suggestion__id__exact")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    inlines = (WebhookAttemptInline,)
+    fields = (
+        "message_id",
+        "event_type",
+        "suggestion",
+        "url",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "delivered_at",
+        "pretty_payload",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Payload")
+    def pretty_payload(self, obj: WebhookDelivery) -> SafeString:
+        return _pretty_json(obj.payload)
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(MachineryAdmin):
+    """The keys clients sent and what was stored for replay. The stored answer itself is never
+    shown (it may carry the client's data): only its length."""
+
+    list_display = (
+        "key",
+        "client",
+        "capability_key",
+        "state",
+        "response_status",
+        "response_size",
+        "replays",
+        "created_at",
+        "completed_at",
+    )
+    list_select_related = ("client",)
+    list_filter = (
+        "state",
+        ("client", admin.RelatedOnlyFieldListFilter),
+        "capability_key",
+        "response_status",
+        "created_at",
+    )
+    search_fields = ("key", "capability_key", "client__name")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+    fields = (
+        "key",
+        "client",
+        "capability_key",
+        "state",
+        "request_hash",
+        "response_status",
+        "response_size",
+        "replays",
+        "created_at",
+        "completed_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IdempotencyKey]:
+        return (
+            super()
+            .get_queryset(request)
+            .defer("response_body")
+            .annotate(response_body_length=Length("response_body"))
+        )
+
+    @admin.display(description="Stored response (bytes)", ordering="response_body_length")
+    def response_size(self, obj: IdempotencyKey) -> int | str:
+        length = getattr(obj, "response_body_length", None)
+        return "-" if length is None else length

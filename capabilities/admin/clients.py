@@ -99,8 +99,8 @@ class ApiClientAdmin(admin.ModelAdmin):
     form = ApiClientAdminForm
     list_display = ("name", "scope", "user", "is_active", "created_at")
     list_select_related = ("user",)
-    list_filter = ("is_active",)
-    search_fields = ("name", "description", "capabilities__key")
+    list_filter = ("is_active", ("capabilities", admin.RelatedOnlyFieldListFilter), "created_at")
+    search_fields = ("name", "description", "capabilities__key", "user__username")
     fields = ("name", "description", "is_active", "capabilities", "user", "created_at", "tokens")
     raw_id_fields = ("user",)
     inlines = (ApiTokenInline,)
@@ -191,7 +191,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     )
     list_select_related = ("client",)
     list_filter = (("client", admin.RelatedOnlyFieldListFilter), "revoked_at", "expires_at")
-    search_fields = ("prefix", "client__name")
+    search_fields = ("prefix", "client__name", "capabilities__key")
     fields = ("prefix", "client", "scope", "created_at", "expires_at", "last_used_at", "revoked_at")
     readonly_fields = fields
     actions = ["revoke_tokens"]
