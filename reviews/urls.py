@@ -8,6 +8,7 @@ app_name = "reviews"
 urlpatterns = [
     path("", views.queue, name="queue"),
     path("queue/counts/", views.queue_counts_fragment, name="queue_counts"),
+    path("queue/taken/", views.queue_taken, name="queue_taken"),
     path("claim-next/", views.claim_next, name="claim_next"),
     path("suggestions/<uuid:pk>/", views.review, name="review"),
     path("suggestions/<uuid:pk>/timeline/", views.timeline, name="timeline"),

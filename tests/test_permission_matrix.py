@@ -94,6 +94,8 @@ MATRIX: dict[str, Row] = {
     "reviews:queue": Row("GET", SEES_ALL),
     # The counts fragment the queue polls: everyone signed in, each seeing their own counts.
     "reviews:queue_counts": Row("GET", SEES_ALL),
+    # Which shown rows were taken meanwhile: everyone signed in, of what each may read.
+    "reviews:queue_taken": Row("GET", SEES_ALL),
     "reviews:claim_next": Row(
         "POST",
         {

@@ -1,7 +1,7 @@
 """The browser pages of the review loop, one module per audience; ``reviews/urls.py`` names
 them from here."""
 
-from reviews.views.queue import claim_next, queue, queue_counts_fragment
+from reviews.views.queue import claim_next, queue, queue_counts_fragment, queue_taken
 from reviews.views.review import (
     approve,
     claim,
@@ -23,6 +23,7 @@ __all__ = [
     "failed_executions",
     "queue",
     "queue_counts_fragment",
+    "queue_taken",
     "reject",
     "release",
     "retry_execution",

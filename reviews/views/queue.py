@@ -1,19 +1,22 @@
 """The queue: what waits for the reviewer, and claiming the next item."""
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from reviews.forms import QueueCountsForm, QueueFilterForm
+from reviews.models import OPEN_STATUSES
 from reviews.selectors import (
     queue_capability_keys,
     queue_counts,
+    suggestion_list_for_user,
     suggestion_queue_page,
 )
 from reviews.services import (
@@ -21,6 +24,7 @@ from reviews.services import (
 )
 
 QUEUE_PAGE_SIZE = 50
+QUEUE_TAKEN_MAX_IDS = 100
 
 # --- The queue --------------------------------------------------------------------------------
 
@@ -56,6 +60,36 @@ def queue_counts_fragment(request: HttpRequest) -> HttpResponse:
     form = QueueCountsForm(request.GET)
     since = form.cleaned_data["since"] if form.is_valid() else None
     return render(request, "reviews/queue.html#counts", _counts_context(request.user, since))
+
+
+@login_required
+@require_safe
+def queue_taken(request: HttpRequest) -> HttpResponse:
+    """Which of the rows the queue page shows (``ids``: comma-separated, at most 100) are no
+    longer there for the user: decided, or held by someone else's live claim. Only suggestions
+    the user may read are reported; others are left out, as if they did not exist."""
+    raw = [part.strip() for part in request.GET.get("ids", "").split(",") if part.strip()]
+    if len(raw) > QUEUE_TAKEN_MAX_IDS:
+        return HttpResponseBadRequest(f"At most {QUEUE_TAKEN_MAX_IDS} ids.")
+    try:
+        ids = {uuid.UUID(part) for part in raw}
+    except ValueError:
+        return HttpResponseBadRequest("ids must be comma-separated UUIDs.")
+    now = timezone.now()
+    taken: dict[str, str] = {}
+    if ids:
+        suggestions = suggestion_list_for_user(user=request.user).filter(pk__in=ids)
+        for suggestion in suggestions.select_related("claimed_by"):
+            if suggestion.status not in OPEN_STATUSES:
+                taken[str(suggestion.pk)] = "decided"
+            elif (
+                (holder := suggestion.claimed_by) is not None
+                and holder.pk != request.user.pk
+                and suggestion.claim_expires_at is not None
+                and suggestion.claim_expires_at > now
+            ):
+                taken[str(suggestion.pk)] = f"claimed by {holder.get_username()}"
+    return JsonResponse({"taken": taken}, headers={"Cache-Control": "no-store"})
 
 
 @login_required

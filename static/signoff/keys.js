@@ -4,7 +4,9 @@
    everything the pages do in the browser lives here. Every shortcut presses a button or follows
    a link that is on the page anyway, so nothing here is needed to review without a keyboard.
 
-   Queue:      j / k select the next / previous row, Enter opens it, n claims the next item.
+   Queue:      j / k select the next / previous row (skipping rows taken meanwhile), Enter opens
+               it, n claims the next item. Every 15 seconds the rows someone else decided or
+               claimed since the page loaded are marked "Taken".
    Suggestion: a approves, e edits, r and x open the reject and escalate forms at their reason,
                n claims the next item.
    A reason:   Ctrl+Enter (Cmd+Enter) sends its form.
@@ -56,16 +58,84 @@
     row.focus();
   }
 
+  function isTaken(row) {
+    return row.classList.contains("queue-row--taken");
+  }
+
   function moveSelection(step) {
     const rows = queueRows();
     if (rows.length === 0) {
       return false;
     }
     const current = selectedIndex(rows);
-    const next = current === -1 ? 0 : Math.min(Math.max(current + step, 0), rows.length - 1);
+    let next = current === -1 ? (step > 0 ? 0 : rows.length - 1) : current + step;
+    while (next >= 0 && next < rows.length && isTaken(rows[next])) {
+      next += step;
+    }
+    if (next < 0 || next >= rows.length) {
+      // Nothing free that way: stay where we are, or on the first row if none is selected yet.
+      if (current !== -1) {
+        return true;
+      }
+      next = 0;
+    }
     selectRow(rows, next);
     return true;
   }
+
+  // --- Queue: rows taken since the page loaded --------------------------------------------------
+
+  const TAKEN_POLL_MS = 15000;
+  let takenPolling = false;
+
+  function markTaken(row, reason) {
+    if (isTaken(row)) {
+      return;
+    }
+    row.classList.add("queue-row--taken");
+    const label = document.createElement("span");
+    label.className = "queue-row__taken";
+    label.textContent = `Taken: ${reason}`;
+    const cell = row.querySelector(".queue-row__status") || row.lastElementChild;
+    if (cell) {
+      cell.append(" ", label);
+    }
+  }
+
+  async function pollTaken() {
+    const table = document.querySelector("table[data-queue-taken-url]");
+    if (takenPolling || !table || document.hidden) {
+      return;
+    }
+    const rows = Array.from(table.querySelectorAll("tr.queue-row[data-suggestion-id]")).filter(
+      (row) => !isTaken(row),
+    );
+    if (rows.length === 0) {
+      return;
+    }
+    const url = new URL(table.dataset.queueTakenUrl, window.location.href);
+    url.searchParams.set("ids", rows.map((row) => row.dataset.suggestionId).join(","));
+    takenPolling = true;
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok || !(response.headers.get("Content-Type") || "").includes("application/json")) {
+        return;
+      }
+      const taken = (await response.json()).taken || {};
+      rows.forEach((row) => {
+        const reason = taken[row.dataset.suggestionId];
+        if (typeof reason === "string") {
+          markTaken(row, reason);
+        }
+      });
+    } catch (error) {
+      // Offline or signed out: the next tick tries again.
+    } finally {
+      takenPolling = false;
+    }
+  }
+
+  window.setInterval(pollTaken, TAKEN_POLL_MS);
 
   function openSelected(target) {
     const rows = queueRows();
