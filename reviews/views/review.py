@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from audit.permissions import can_read_audit_trail
 from audit.selectors import audit_events_for
+from capabilities.schemas import schema_errors
 from reviews.diffing import payload_changes, payload_line_diff, pretty_json
 from reviews.forms import ApproveForm, EscalateForm, PayloadEditForm, RejectForm
 from reviews.models import (
@@ -228,6 +229,11 @@ def edit(request: HttpRequest, pk: UUID) -> HttpResponse:
     if not form.is_valid():
         return _render_edit(request, suggestion, state, form)
     edited = form.cleaned_data["payload"]
+    # Checked at preview too, so the reviewer sees what the schema refuses before confirming.
+    for error in schema_errors(suggestion.capability.payload_schema, edited):
+        form.add_error("payload", error)
+    if not form.is_valid():
+        return _render_edit(request, suggestion, state, form)
     changed = bool(payload_changes(suggestion.proposal, edited))
     if request.POST.get("action") != "confirm":
         return _render_edit(request, suggestion, state, form, preview=edited, changed=changed)

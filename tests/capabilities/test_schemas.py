@@ -156,6 +156,22 @@ def test_edit_page_refuses_an_edit_that_breaks_the_schema_and_changes_nothing(
     assert AuditEvent.objects.count() == events
 
 
+@pytest.mark.django_db
+def test_the_edit_preview_already_shows_what_the_schema_refuses(
+    reviewer, api_client_row, capability
+):
+    pending = submit(api_client_row, with_schema(capability, REFUND), payload=VALID)
+    response = logged_in(reviewer).post(
+        reverse("reviews:edit", args=[pending.pk]),
+        {"payload": json.dumps({**VALID, "currency": "euro"}), "action": "preview"},
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["payload"] == [
+        "/currency: 'euro' does not match '^[A-Z]{3}$'"
+    ]
+    assert not response.context["preview"]
+
+
 # --- Setting the schema ----------------------------------------------------------------------
 
 
