@@ -11,8 +11,29 @@ from django.utils.safestring import SafeString
 from audit.models import AuditEvent
 
 
+class ReadOnlyMixin:
+    """No add, change or delete in the admin, whatever the user's model permissions say: for the
+    trail, and for every row that only services write. Mixed into model admins and inlines."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def pretty_json_html(value: Any) -> SafeString:
+    """``value`` as indented JSON in a <pre>, escaped; styled by signoff/admin.css (the CSP
+    allows no style attribute)."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return format_html('<pre class="signoff-json">{}</pre>', text)
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Lists and shows audit events. Nothing can be added, changed or deleted here: the trail
     is append-only (the ORM and the database refuse changes too)."""
 
@@ -65,17 +86,6 @@ class AuditEventAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
-        return False
-
     @admin.display(description="Data")
     def pretty_data(self, obj: AuditEvent) -> SafeString:
-        text = json.dumps(obj.data, indent=2, sort_keys=True, ensure_ascii=False)
-        # Styled by signoff/admin.css: the CSP allows no style attribute.
-        return format_html('<pre class="signoff-json">{}</pre>', text)
+        return pretty_json_html(obj.data)

@@ -1,16 +1,15 @@
 """Suggestions and decisions in the admin, read-only: decisions are made on the review pages,
 through ``reviews.services``, never by editing rows."""
 
-import json
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.db.models.functions import Length
 from django.http import HttpRequest
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from audit.admin import ReadOnlyMixin, pretty_json_html
 from audit.permissions import can_read_audit_trail
 from capabilities.permissions import can_administer_capabilities
 from reviews.models import (
@@ -23,29 +22,14 @@ from reviews.models import (
 )
 
 
-def _pretty_json(value: Any) -> SafeString:
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    # Styled by signoff/admin.css: the CSP allows no style attribute.
-    return format_html('<pre class="signoff-json">{}</pre>', text)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """No add, change or delete, whatever the user's model permissions say."""
 
     class Media:
         css = {"all": ("signoff/admin.css",)}
 
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class DecisionInline(admin.TabularInline):
+class DecisionInline(ReadOnlyMixin, admin.TabularInline):
     model = Decision
     fields = ("created_at", "outcome", "reviewer", "is_final", "is_override", "reason")
     readonly_fields = fields
@@ -55,15 +39,6 @@ class DecisionInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Decision]:
         return super().get_queryset(request).select_related("reviewer", "suggestion")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Suggestion)
@@ -139,19 +114,19 @@ class SuggestionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Payload")
     def pretty_payload(self, obj: Suggestion) -> SafeString:
-        return _pretty_json(obj.payload)
+        return pretty_json_html(obj.payload)
 
     @admin.display(description="Final payload")
     def pretty_final_payload(self, obj: Suggestion) -> SafeString:
-        return _pretty_json(obj.final_payload)
+        return pretty_json_html(obj.final_payload)
 
     @admin.display(description="Context")
     def pretty_context(self, obj: Suggestion) -> SafeString:
-        return _pretty_json(obj.context)
+        return pretty_json_html(obj.context)
 
     @admin.display(description="Execution result")
     def pretty_execution_result(self, obj: Suggestion) -> SafeString:
-        return _pretty_json(obj.execution_result)
+        return pretty_json_html(obj.execution_result)
 
 
 @admin.register(Decision)
@@ -192,7 +167,7 @@ class DecisionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Final payload")
     def pretty_final_payload(self, obj: Decision) -> SafeString:
-        return _pretty_json(obj.final_payload)
+        return pretty_json_html(obj.final_payload)
 
 
 # --- Delivery machinery: outbox, webhooks, idempotency keys ---------------------------------------
@@ -244,7 +219,7 @@ class OutboxItemAdmin(MachineryAdmin):
     readonly_fields = fields
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(ReadOnlyMixin, admin.TabularInline):
     model = WebhookAttempt
     fields = ("attempted_at", "status_code", "duration_ms", "error")
     readonly_fields = fields
@@ -254,15 +229,6 @@ class WebhookAttemptInline(admin.TabularInline):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The attempts are part of the delivery: whoever may view it sees them.
         return super().has_view_permission(request, obj) or _administrator_or_auditor(request)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(WebhookDelivery)
@@ -303,7 +269,7 @@ class WebhookDeliveryAdmin(MachineryAdmin):
 
     @admin.display(description="Payload")
     def pretty_payload(self, obj: WebhookDelivery) -> SafeString:
-        return _pretty_json(obj.payload)
+        return pretty_json_html(obj.payload)
 
 
 @admin.register(IdempotencyKey)

@@ -11,6 +11,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from audit.admin import ReadOnlyMixin
 from audit.services import Actor
 from capabilities.forms import POLICY_FIELDS, CapabilityAdminForm
 from capabilities.models import Capability, Policy
@@ -38,7 +39,7 @@ def _active_policy_field(name: str) -> Subquery:
     return Subquery(newest.values(name)[:1])
 
 
-class PolicyInline(admin.TabularInline):
+class PolicyInline(ReadOnlyMixin, admin.TabularInline):
     """The capability's policy versions, newest first. History is never edited."""
 
     model = Policy
@@ -62,15 +63,6 @@ class PolicyInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Policy]:
         return super().get_queryset(request).select_related("capability", "created_by")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Capability)
@@ -277,7 +269,7 @@ class CapabilityAdmin(admin.ModelAdmin):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Every policy version, read-only: publishing happens on the capability's page."""
 
     list_display = (
@@ -301,12 +293,3 @@ class PolicyAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return queryset
         return queryset.filter(capability__in=visible_capabilities(request.user).values("pk"))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Policy | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Policy | None = None) -> bool:
-        return False

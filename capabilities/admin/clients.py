@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.admin import ReadOnlyMixin
 from audit.services import Actor
 from capabilities.models import ApiClient, ApiToken
 from capabilities.permissions import visible_capabilities
@@ -41,7 +42,7 @@ def _token_scope(token: ApiToken) -> str:
     return ", ".join(sorted(capability.key for capability in token.capabilities.all())) or "-"
 
 
-class ApiTokenInline(admin.TabularInline):
+class ApiTokenInline(ReadOnlyMixin, admin.TabularInline):
     """A client's tokens: only a prefix is ever shown; the secret was shown once, at issue."""
 
     model = ApiToken
@@ -56,15 +57,6 @@ class ApiTokenInline(admin.TabularInline):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Tokens are part of the client: whoever may view the client sees their prefixes.
         return request.user.has_perm("capabilities.view_apiclient")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Scope")
     def scope(self, obj: ApiToken) -> str:

@@ -1,41 +1,18 @@
 """Races between reviewers, on PostgreSQL with real connections and real commits."""
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from audit.models import AuditEvent
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
 from reviews.services import AlreadyDecided, decision_record, suggestion_claim_next
+from tests.concurrency import run_together
 from tests.factories import submit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[Any]:
-    """Start every worker at the same moment, each on its own connection; collect results."""
-    barrier = threading.Barrier(len(workers))
-    results: list[Any] = [None] * len(workers)
-
-    def run(index: int, work: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[index] = work()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 def test_eight_reviewers_working_a_queue_of_200_never_share_an_item(

@@ -5,9 +5,7 @@ argument, and every deadline here is read back from the suggestion it belongs to
 """
 
 import datetime as dt
-import threading
 from collections import Counter
-from collections.abc import Callable
 from decimal import Decimal
 from io import StringIO
 from typing import Any
@@ -17,7 +15,6 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -40,6 +37,7 @@ from reviews.permissions import can_decide_suggestion
 from reviews.selectors import suggestions_decidable_by
 from reviews.services import decision_record, escalation_sweep, suggestion_claim
 from reviews.services import escalation as escalation_module
+from tests.concurrency import run_together
 from tests.factories import ApiClientFactory, CapabilityFactory, UserFactory, submit
 
 pytestmark = pytest.mark.django_db
@@ -669,28 +667,6 @@ def test_a_decided_item_has_no_deadline_state(capability, api_client_row, review
 def sweeps_at(now: dt.datetime) -> list[Any]:
     """Two sweeps at the same moment of the clock, each on its own connection."""
     return run_together([lambda: escalation_sweep(now=now)] * 2)
-
-
-def run_together(workers: list[Callable[[], Any]]) -> list[Any]:
-    """Start every worker at the same moment, each on its own connection; collect results."""
-    barrier = threading.Barrier(len(workers))
-    results: list[Any] = [None] * len(workers)
-
-    def run(index: int, work: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[index] = work()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 @pytest.mark.postgres
