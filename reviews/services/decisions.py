@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from audit.models import AuditAction
@@ -61,6 +62,8 @@ def decision_record(
     refusal: str | None = None
     with transaction.atomic():
         suggestion = lock_suggestion(suggestion_id)
+        # The rules below (refusals, four eyes, escalations) all read its decisions: once.
+        prefetch_related_objects([suggestion], "decisions")
         if not suggestion.is_open:
             status = suggestion.get_status_display().lower()
             raise AlreadyDecided(f"This suggestion was already {status}.")

@@ -17,6 +17,7 @@ from capabilities import handlers
 from capabilities.permissions import can_manage_capability
 from reviews.backoff import backoff_delay
 from reviews.models import APPROVED_STATUSES, ExecutionStatus, OutboxKind, Suggestion
+from reviews.redaction import redactor
 from reviews.services.common import ReviewConflict, after_execution, lock_suggestion
 from reviews.services.outbox import outbox_add
 
@@ -56,8 +57,10 @@ def suggestion_execute(*, suggestion_id: Any) -> Suggestion:
             _record(suggestion, result=result, error="", started=started)
             return suggestion
     except Exception as exc:  # a failing handler is recorded, never lost
-        logger.exception("handler failed on suggestion %s", suggestion_id)
-        error = f"{type(exc).__name__}: {exc}"
+        # Handlers quote what they were given (payloads, URLs with credentials): the message is
+        # redacted before it is stored, audited or logged, and the traceback is not logged.
+        error = redactor().text(f"{type(exc).__name__}: {exc}")
+        logger.warning("handler failed on suggestion %s: %s", suggestion_id, error)
     with transaction.atomic():
         suggestion = lock_suggestion(suggestion_id)
         # Between the rollback and this lock another job may have run it: its outcome stands.

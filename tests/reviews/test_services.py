@@ -353,3 +353,23 @@ def test_a_rejected_item_is_never_executed(capability, api_client_row, reviewer)
     suggestion_execute(suggestion_id=suggestion.pk)
     suggestion.refresh_from_db()
     assert suggestion.execution_status == ExecutionStatus.NOT_STARTED
+
+
+def test_a_handler_error_is_redacted_before_it_is_stored_and_audited(
+    capability, api_client_row, reviewer, django_capture_on_commit_callbacks
+):
+    def leak(**kwargs):
+        raise ValueError("refund refused for jane.doe@example.com with Bearer abcdefgh12345678")
+
+    handlers.register(capability.key)(leak)
+    try:
+        suggestion = submit(api_client_row, capability)
+        with django_capture_on_commit_callbacks(execute=True):
+            decision_record(user=reviewer, suggestion_id=suggestion.pk, outcome="approved")
+    finally:
+        handlers._registry.pop(capability.key)
+    suggestion.refresh_from_db()
+    assert suggestion.execution_error == (
+        "ValueError: refund refused for [REDACTED:email] with [REDACTED:bearer]"
+    )
+    assert "jane.doe" not in str(last_event(suggestion).data)
