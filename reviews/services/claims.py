@@ -10,14 +10,15 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
-from reviews.models import Suggestion
+from reviews.models import Suggestion, sla_order_key
 from reviews.selectors import suggestions_decidable_by
 from reviews.services.common import lock_suggestion
 from reviews.services.decisions import check_may_decide, claim_live
 
 
 def suggestion_claim_next(*, user: Any) -> Suggestion | None:
-    """Give ``user`` the oldest open suggestion they may decide and nobody else holds.
+    """Give ``user`` the open suggestion they may decide that the queue shows first (the
+    soonest deadline, then the oldest) and nobody else holds.
 
     A reviewer who already holds a live claim gets that item back. Two reviewers calling at
     the same moment never get the same item: on PostgreSQL the candidate row is locked with
@@ -38,7 +39,9 @@ def suggestion_claim_next(*, user: Any) -> Suggestion | None:
         candidate = (
             suggestions_decidable_by(user=user)
             .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lte=now))
-            .order_by("created_at")
+            # The queue's order, so the scan follows its partial index over open items and
+            # stops at the first free one, however many decided rows the table holds.
+            .order_by(sla_order_key(), "created_at", "id")
             .select_for_update(skip_locked=True, of=("self",))
             .first()
         )

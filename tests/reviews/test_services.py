@@ -120,6 +120,17 @@ def test_claim_next_takes_the_oldest_waiting_item(capability, api_client_row, re
     assert actions_for(first)[-1] == "suggestion.claimed"
 
 
+def test_claim_next_takes_the_soonest_deadline_first_as_the_queue_shows(
+    capability, api_client_row, make_reviewer
+):
+    oldest, older, newer = (submit(api_client_row, capability) for _ in range(3))
+    soon = timezone.now() + dt.timedelta(minutes=5)
+    Suggestion.objects.filter(pk=newer.pk).update(due_at=soon + dt.timedelta(hours=1))
+    Suggestion.objects.filter(pk=older.pk).update(due_at=soon)
+    taken = [suggestion_claim_next(user=make_reviewer(capability)).pk for _ in range(3)]
+    assert taken == [older.pk, newer.pk, oldest.pk]  # by deadline; none comes last
+
+
 def test_claim_next_returns_the_item_already_held(capability, api_client_row, reviewer):
     submit(api_client_row, capability)
     submit(api_client_row, capability)
