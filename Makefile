@@ -77,7 +77,7 @@ test: install-dev
 
 # Benchmarks are not tests: they print figures and ratios and write bench/results/.
 bench: install-dev
-	$(BIN)/python -m bench.audit_bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

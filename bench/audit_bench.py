@@ -12,50 +12,41 @@ so the figures hold on a noisy machine:
   insert);
 * ``audit_verify`` events/s over the whole chain; floor: streaming the same rows unverified;
 * ``audit_export`` of the whole chain: events/s and peak memory, against exporting a tenth of
-  it (flat memory means the export streams).
+  it (equal peaks mean the export streams).
 """
 
 import argparse
-import datetime as dt
-import json
-import multiprocessing
 import os
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/signoff_bench"
+from bench.common import ROOT, django_setup, machine, now, run_processes, write_results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args()
+    django_setup()
+    run(args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="chain length to verify")
     parser.add_argument("--decisions", type=int, default=4000, help="decisions per writer setting")
     parser.add_argument("--writers", default="1,4,16")
-    args = parser.parse_args()
 
-    os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only")
-    os.environ["SIGNOFF_AUDIT_CHECKPOINT_EVERY"] = str(10**12)  # no checkpoint jobs mid-run
-    import django
 
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+def run(args: argparse.Namespace) -> None:
     results: dict[str, Any] = {"machine": machine(), "started": now()}
     writers = [int(w) for w in args.writers.split(",")]
     results["decisions"] = [bench_decisions(n, args.decisions) for n in writers]
     results["verify"] = bench_verify(args.events)
-    results["export"] = bench_export(args.events)
+    results["export"] = bench_export(results["verify"]["events"])
     results["finished"] = now()
-    write_results(results)
+    write_results("audit", "Audit benchmarks", results, table(results))
 
 
 # --- Audited decisions ------------------------------------------------------------------------
@@ -161,31 +152,14 @@ def floor_decision(index: int, pk: Any) -> None:
 
 
 def run_writers(writers: int, ids: list[Any], work: Any) -> float:
-    """Run ``work(writer_index, id)`` over ``ids`` split across ``writers`` processes (as web
-    workers would be: separate interpreters, separate connections); returns ids per second."""
-    from django import db
-
-    db.connections.close_all()  # each process opens its own connection
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(writers + 1)
+    """Run ``work(writer_index, id)`` over ``ids`` split across ``writers`` processes;
+    returns ids per second."""
 
     def writer(index: int) -> None:
-        barrier.wait()
         for pk in ids[index::writers]:
             work(index, pk)
-        db.connections.close_all()
 
-    processes = [context.Process(target=writer, args=(i,)) for i in range(writers)]
-    for process in processes:
-        process.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for process in processes:
-        process.join()
-    elapsed = time.perf_counter() - started
-    failed = [p.exitcode for p in processes if p.exitcode != 0]
-    if failed:
-        raise SystemExit(f"{len(failed)} writer process(es) failed")
+    _answers, elapsed = run_processes(writers, writer)
     return len(ids) / elapsed
 
 
@@ -235,11 +209,12 @@ def bench_export(events: int) -> dict[str, Any]:
         "seconds": round(full["seconds"], 2),
         "per_s": round(events / full["seconds"]),
         "peak_rss_mb": full["peak_rss_mb"],
-        "peak_rss_mb_tenth": small["peak_rss_mb"],
+        "small_events": AuditEvent.objects.filter(occurred_at__gte=tenth).count(),
+        "peak_rss_mb_small": small["peak_rss_mb"],
     }
     print(
         f"audit_export: {events} events in {row['seconds']} s ({row['per_s']}/s), peak RSS "
-        f"{row['peak_rss_mb']} MB (a tenth of the rows: {row['peak_rss_mb_tenth']} MB)"
+        f"{row['peak_rss_mb']} MB ({row['small_events']} events: {row['peak_rss_mb_small']} MB)"
     )
     return row
 
@@ -260,63 +235,23 @@ def run_export(extra: list[str]) -> dict[str, Any]:
 # --- Results ----------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    from django.db import connection
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        postgres = cursor.fetchone()[0]
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "postgresql": postgres,
-        "platform": platform.platform(),
-    }
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def write_results(results: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "audit.json").write_text(json.dumps(results, indent=2) + "\n")
-    m = results["machine"]
-    lines = [
-        f"# Audit benchmarks, {results['finished'][:10]}",
-        "",
-        f"{m['cores']} cores ({m['cpu']}), Python {m['python']}, PostgreSQL {m['postgresql']}.",
-        "Ratios are against a floor measured in the same run (see bench/audit_bench.py).",
-        "",
-        "| measure | figure | floor | ratio |",
-        "|---|---|---|---|",
+def table(results: dict[str, Any]) -> list[str]:
+    rows = [
+        f"| audited decisions, {row['writers']} writer(s) | {row['audited_per_s']}/s "
+        f"| {row['floor_per_s']}/s | {row['ratio']} |"
+        for row in results["decisions"]
     ]
-    for row in results["decisions"]:
-        lines.append(
-            f"| audited decisions, {row['writers']} writer(s) | {row['audited_per_s']}/s "
-            f"| {row['floor_per_s']}/s | {row['ratio']} |"
-        )
     v = results["verify"]
-    lines.append(
+    rows.append(
         f"| audit_verify, {v['events']:,} events | {v['verify_per_s']:,}/s "
         f"| {v['floor_per_s']:,}/s | {v['ratio']} |"
     )
     e = results["export"]
-    lines.append(
+    rows.append(
         f"| audit_export, {e['events']:,} events | {e['per_s']:,}/s, peak RSS "
-        f"{e['peak_rss_mb']} MB | a tenth: {e['peak_rss_mb_tenth']} MB | |"
+        f"{e['peak_rss_mb']} MB | {e['small_events']:,} events: {e['peak_rss_mb_small']} MB | |"
     )
-    (RESULTS / "audit.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return rows
 
 
 if __name__ == "__main__":
