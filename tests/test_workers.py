@@ -3,274 +3,48 @@ an RQ worker and by a Celery worker; a worker killed with SIGKILL in the middle 
 or a web process killed between its commit and the enqueue, still ends with the action done
 exactly once. Also the wiring around them: the periodic schedule and ``outbox_sweep``.
 
-Each run uses a queue of its own (and Redis database 7 for RQ), so runs side by side, or a
-demo on the same Redis, never take each other's jobs.
+The processes, and the queues that keep test runs apart, come from tests/processes.py.
 """
 
-import contextlib
 import io
 import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
-from redis import Redis
 
 from audit.models import AuditAction, AuditEvent
 from capabilities.models import Capability
 from reviews.models import ExecutionStatus, OutboxItem, OutboxKind, Suggestion
 from reviews.services import decision_record
 from tests.factories import ApiClientFactory, CapabilityFactory, submit
+from tests.processes import (
+    PROJECT,
+    RQ,
+    WAIT_SECONDS,
+    Backend,
+    Celery,
+    Processes,
+    wait_until,
+)
 from tests.worker_handlers import CAPABILITY as SLOW_CAPABILITY
 from tests.worker_handlers import EFFECT_TABLE
-
-PROJECT = Path(__file__).resolve().parents[1]
-WAIT_SECONDS = 30  # the longest any one wait may take before the test fails
-RQ_TEST_REDIS_DB = 7
 
 workers = pytest.mark.django_db(transaction=True)  # workers see only what is committed
 
 
-# --- Worker processes -----------------------------------------------------------------------
-
-
-@dataclass
-class WorkerProcess:
-    """A worker started in its own session (process group), its output in ``log``."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its process group, as a crash or the OOM killer would."""
-        if self.process.returncode is None:  # not reaped yet, so its pid is still its own
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """A warm shutdown (SIGTERM) if it comes within 5 s, else SIGKILL."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=5)
-        self.kill()
-
-
-def database_url() -> str:
-    """DATABASE_URL of the database this test runs on (the test database, not ``signoff``)."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "localhost"
-    port = db["PORT"] or 5432
-    return f"postgres://{auth}@{host}:{port}/{quote(db['NAME'], safe='')}"
-
-
-@dataclass
-class Workers:
-    """Starts worker processes for one test and stops every one of them at teardown."""
-
-    tmp_path: Path
-    signal_dir: Path
-    started: list[WorkerProcess] = field(default_factory=list)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in {"TASKS_BACKEND", "SIGNOFF_WORKERS", "SIGNOFF_QUEUE", "RQ_REDIS_URL"}
-        }
-        env.update(
-            DJANGO_SETTINGS_MODULE="tests.worker_settings",
-            DATABASE_URL=database_url(),
-            SIGNOFF_TEST_SIGNAL_DIR=str(self.signal_dir),
-            PYTHONUNBUFFERED="1",
-            **extra,
-        )
-        return env
-
-    def start(self, argv: list[str], env: dict[str, str]) -> WorkerProcess:
-        log = self.tmp_path / f"worker-{len(self.started)}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                argv,
-                cwd=PROJECT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(process, log)
-        self.started.append(worker)
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- worker {index} (exit {worker.process.poll()}):\n{worker.output()}"
-            for index, worker in enumerate(self.started)
-        )
-
-    def stop_all(self) -> None:
-        (self.signal_dir / "hold").unlink(missing_ok=True)
-        for worker in self.started:
-            worker.stop()  # a handler still holding lets go at once, so warm shutdowns finish
-
-
 @pytest.fixture
-def worker_processes(transactional_db: Any, tmp_path: Path) -> Iterator[Workers]:
-    signal_dir = tmp_path / "signals"
-    signal_dir.mkdir()
-    started = Workers(tmp_path, signal_dir)
-    try:
+def worker_processes(transactional_db: Any, tmp_path: Path) -> Iterator[Processes]:
+    with Processes.within(tmp_path) as started:
         yield started
-    finally:
-        started.stop_all()
-
-
-class Backend:
-    """One kind of worker: how to start it, and the settings that enqueue to it."""
-
-    name: str
-
-    def __init__(self, processes: Workers) -> None:
-        self.processes = processes
-        self.queue = f"signoff-test-{uuid.uuid4().hex[:12]}"
-
-    def env(self) -> dict[str, str]:
-        """The environment of this backend's processes (workers, and a web process)."""
-        raise NotImplementedError
-
-    def start_worker(self) -> WorkerProcess:
-        raise NotImplementedError
-
-    @contextlib.contextmanager
-    def enqueueing(self) -> Iterator[None]:
-        """Within: this process enqueues its jobs to these workers."""
-        raise NotImplementedError
-        yield
-
-    def cleanup(self) -> None:
-        raise NotImplementedError
-
-
-class RQ(Backend):
-    name = "rq"
-
-    def __init__(self, processes: Workers) -> None:
-        super().__init__(processes)
-        parts = urlsplit(settings.REDIS_URL)
-        self.url = urlunsplit(parts._replace(path=f"/{RQ_TEST_REDIS_DB}"))
-
-    def env(self) -> dict[str, str]:
-        return self.processes.env(
-            SIGNOFF_WORKERS="rq", SIGNOFF_QUEUE=self.queue, RQ_REDIS_URL=self.url
-        )
-
-    def start_worker(self) -> WorkerProcess:
-        name = f"{self.queue}-{len(self.processes.started)}"
-        argv = [sys.executable, "manage.py", "rqworker", self.queue, "--name", name]
-        return self.processes.start(argv, self.env())
-
-    @contextlib.contextmanager
-    def enqueueing(self) -> Iterator[None]:
-        with override_settings(
-            TASKS={
-                "default": {
-                    "BACKEND": "config.task_backends.rq.RQBackend",
-                    "QUEUES": ["default"],
-                    "OPTIONS": {"QUEUE_NAMES": {"default": self.queue}},
-                }
-            },
-            RQ_QUEUES={self.queue: {"URL": self.url}},
-        ):
-            yield
-
-    def cleanup(self) -> None:
-        """Delete the queue, its registries, their jobs and the workers' records."""
-        redis = Redis.from_url(self.url)
-        for key in list(redis.scan_iter(match=f"rq:*{self.queue}*")):
-            kind = redis.type(key)
-            members = (
-                redis.zrange(key, 0, -1)
-                if kind == b"zset"
-                else redis.lrange(key, 0, -1)
-                if kind == b"list"
-                else []
-            )
-            for member in members:
-                # A started job is "<job id>:<execution id>" in its registry.
-                job_id = cast(bytes, member).decode().split(":")[0]
-                job_keys = list(redis.scan_iter(match=f"rq:*{job_id}*"))
-                if job_keys:
-                    redis.delete(*job_keys)
-            redis.delete(key)
-        redis.srem("rq:queues", f"rq:queue:{self.queue}")
-        redis.close()
-
-
-class Celery(Backend):
-    name = "celery"
-
-    def env(self) -> dict[str, str]:
-        return self.processes.env(
-            SIGNOFF_WORKERS="celery",
-            SIGNOFF_QUEUE=self.queue,
-            CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        )
-
-    def start_worker(self) -> WorkerProcess:
-        name = f"{self.queue}-{len(self.processes.started)}@%h"
-        argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo"]
-        argv += ["-Q", self.queue, "-n", name, "--without-mingle", "--without-gossip"]
-        argv += ["--loglevel=INFO"]
-        return self.processes.start(argv, self.env())
-
-    @contextlib.contextmanager
-    def enqueueing(self) -> Iterator[None]:
-        from config.celery import app
-
-        previous = app.conf.task_default_queue
-        app.conf.task_default_queue = self.queue
-        try:
-            with override_settings(
-                TASKS={
-                    "default": {
-                        "BACKEND": "django_tasks_celery.CeleryBackend",
-                        "QUEUES": ["default"],
-                        "OPTIONS": {"CELERY_APP": "config.celery.app"},
-                    }
-                }
-            ):
-                yield
-        finally:
-            app.conf.task_default_queue = previous
-
-    def cleanup(self) -> None:
-        from config.celery import app
-
-        with app.connection_for_write() as broker:
-            channel = broker.default_channel
-            channel.queue_delete(self.queue)
-            channel.exchange_delete(self.queue)
 
 
 BACKENDS = [
@@ -280,22 +54,13 @@ BACKENDS = [
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, worker_processes: Workers) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, worker_processes: Processes) -> Iterator[Backend]:
     chosen: Backend = request.param(worker_processes)
     try:
         yield chosen
     finally:
         worker_processes.stop_all()
         chosen.cleanup()
-
-
-def wait_until(condition: Callable[[], bool], what: str, processes: Workers) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"waited {WAIT_SECONDS} s for {what}\n{processes.logs()}")
 
 
 # --- The outcome of one approval ------------------------------------------------------------
@@ -337,7 +102,7 @@ def sweep_outbox() -> str:
 
 
 @pytest.fixture
-def slow_capability(worker_processes: Workers) -> Iterator[Capability]:
+def slow_capability(worker_processes: Processes) -> Iterator[Capability]:
     """``tests.slow_effect``, whose handler (tests/worker_handlers.py) writes one row into
     ``EFFECT_TABLE`` per run, then holds while the test wants it to."""
     with connection.cursor() as cursor:
