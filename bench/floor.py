@@ -66,6 +66,7 @@ class FloorBatchApi(APIView):
     """``POST /bench/floor/batch/``: validate up to 1,000 submissions, insert them at once."""
 
     permission_classes = [IsAuthenticated]
+    max_body_setting = "SIGNOFF_MAX_BATCH_BODY_BYTES"
 
     def post(self, request: Request) -> Response:
         serializer = _FloorBatchSerializer(data=request.data)

@@ -362,6 +362,8 @@ SPECTACULAR_SETTINGS = {
 
 # Largest request body the API accepts; larger ones get 413 and store nothing.
 SIGNOFF_MAX_BODY_BYTES = env_int("SIGNOFF_MAX_BODY_BYTES", 256 * 1024)
+# ... and for POST /api/v1/suggestions/batch/: 1,000 items of a few KB each.
+SIGNOFF_MAX_BATCH_BODY_BYTES = env_int("SIGNOFF_MAX_BATCH_BODY_BYTES", 4 * 1024 * 1024)
 # How long an Idempotency-Key and the answer it got are kept at least (a day); after that,
 # `manage.py idempotency_purge` deletes them and the key may be used again.
 SIGNOFF_IDEMPOTENCY_TTL_SECONDS = env_int("SIGNOFF_IDEMPOTENCY_TTL_SECONDS", 86_400)

@@ -1,4 +1,4 @@
-"""The REST API for systems: submit a suggestion, read one, list your own.
+"""The REST API for systems: submit a suggestion (or a batch of them), read one, list your own.
 
 Each view validates with a serializer, calls one service or selector, and serializes the
 answer. Errors are shaped by ``reviews.api_support.api_exception_handler``.
@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from capabilities.models import ApiToken
+from capabilities.models import ApiToken, Capability
 from capabilities.permissions import can_submit_to_capability
 from reviews.api_support import (
     CapabilityNotInScope,
@@ -40,7 +40,10 @@ from reviews.selectors import (
     suggestion_list_for_user,
 )
 from reviews.serializers import (
+    MAX_BATCH_ITEMS,
     ErrorSerializer,
+    SuggestionBatchAnswerSerializer,
+    SuggestionBatchSerializer,
     SuggestionListQuerySerializer,
     SuggestionSerializer,
     SuggestionSubmitSerializer,
@@ -50,9 +53,11 @@ from reviews.services import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     IdempotentReplay,
+    Submission,
     idempotency_key_check,
     idempotency_key_use,
     suggestion_submit,
+    suggestions_submit_many,
 )
 
 
@@ -145,6 +150,70 @@ _SUBMIT_EXAMPLE = OpenApiExample(
 )
 
 
+_BATCH_EXAMPLE = OpenApiExample(
+    "Two refunds, the second with an invalid confidence",
+    request_only=True,
+    value={
+        "items": [
+            _SUBMIT_EXAMPLE.value,
+            {
+                "capability": "refunds.issue",
+                "external_id": "ticket-8813",
+                "payload": {"amount": "15.00", "currency": "EUR", "order": "A-7"},
+                "confidence": 1.5,
+                "model": {"name": "gpt-4o"},
+            },
+        ]
+    },
+)
+_BATCH_ANSWER_EXAMPLE = OpenApiExample(
+    "One created, one refused",
+    response_only=True,
+    status_codes=["200"],
+    value={
+        "created": 1,
+        "failed": 1,
+        "results": [
+            {
+                "index": 0,
+                "status": 201,
+                "suggestion": {
+                    "id": "0b7c6a8e-3f1d-4c2b-9e5a-7d8f6a1b2c3d",
+                    "capability": "refunds.issue",
+                    "external_id": "ticket-8812",
+                    "status": "pending_review",
+                    "route": {"reason": "confidence_between_thresholds", "policy_version": 3},
+                    "payload": {"amount": "120.00", "currency": "EUR", "order": "A-1"},
+                    "final_payload": None,
+                    "confidence": 0.87,
+                    "model": {"name": "gpt-4o", "version": "2024-08-06", "provider": "openai"},
+                    "usage": {"input_tokens": 1200, "output_tokens": 300, "cost": "0.004200"},
+                    "attempt": 1,
+                    "decisions": [],
+                    "execution": {
+                        "status": "not_started",
+                        "attempts": 0,
+                        "error": "",
+                        "executed_at": None,
+                    },
+                    "created_at": "2026-01-05T09:30:00.123456Z",
+                    "decided_at": None,
+                },
+            },
+            {
+                "index": 1,
+                "status": 400,
+                "error": {
+                    "code": "invalid",
+                    "message": "Some fields are invalid: confidence.",
+                    "fields": {"confidence": ["Must be between 0 and 1."]},
+                },
+            },
+        ],
+    },
+)
+
+
 IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"
 _IDEMPOTENCY_KEY = OpenApiParameter(
     IDEMPOTENCY_HEADER,
@@ -152,18 +221,23 @@ _IDEMPOTENCY_KEY = OpenApiParameter(
     OpenApiParameter.HEADER,
     description=(
         "Makes a retry safe: a key of your choice (a UUID, say), 1 to 255 printable ASCII "
-        "characters, new for each new suggestion and the same on every retry of it. Scoped to "
+        "characters, new for each new request and the same on every retry of it. Scoped to "
         "your API client; kept at least 24 hours."
     ),
 )
-_IDEMPOTENT_REPLAYED = OpenApiParameter(
-    IDEMPOTENT_REPLAYED_HEADER,
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    enum=["true"],
-    description="Present when this answer replays the first answer to the `Idempotency-Key`.",
-    response=[201, 400, 403],
-)
+
+
+def _idempotent_replayed(*statuses: int) -> OpenApiParameter:
+    return OpenApiParameter(
+        IDEMPOTENT_REPLAYED_HEADER,
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        enum=["true"],
+        description="Present when this answer replays the first answer to the `Idempotency-Key`.",
+        response=list(statuses),
+    )
+
+
 _LOCATION = OpenApiParameter(
     "Location",
     OpenApiTypes.URI,
@@ -178,12 +252,78 @@ _RETRY_AFTER = OpenApiParameter(
     description="Seconds to wait before retrying.",
     response=[409],
 )
+_IDEMPOTENCY_ERRORS = {
+    409: _error(
+        "`idempotency_key_in_flight`: the first request with this `Idempotency-Key` is still in "
+        "progress; retry after `Retry-After` seconds to get its answer."
+    ),
+    422: _error(
+        "`idempotency_key_reused`: this `Idempotency-Key` was first used with a different body; "
+        "nothing was done. Use a new key for a new request."
+    ),
+}
+_TOO_LARGE = _error("`payload_too_large`: the body is over the size limit (256 KB).")
 
 
-class SuggestionListCreateApi(APIView):
-    """``/api/v1/suggestions/``: submit a suggestion, or list the ones the caller may read."""
+class SubmissionApi(APIView):
+    """What the endpoints that submit share: only API clients post, with a token, and an
+    ``Idempotency-Key`` makes a retry safe (``idempotency_key_use``).
+
+    A subclass answers one request in ``_submit``; ``_check_replay`` may refuse to replay a
+    stored answer to a token that may no longer see what it shows.
+    """
 
     permission_classes = [IsAuthenticated, SubmitsAsApiClient]
+
+    def _submit(self, request: Request, token: ApiToken) -> Response:
+        raise NotImplementedError
+
+    def _check_replay(self, answer: IdempotentReplay, token: ApiToken) -> None:
+        """Nothing by default: ``idempotency_key_use`` checks a single submission's scope."""
+
+    def _submit_once(self, request: Request) -> HttpResponseBase:
+        token = request.auth
+        assert isinstance(token, ApiToken)  # SubmitsAsApiClient let only token callers through
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return self._submit(request, token)
+        idempotency_key_check(key)
+        try:
+            answer = idempotency_key_use(
+                client=token.client,
+                token=token,
+                key=key,
+                method=request.method or "POST",
+                path=request.path,
+                body=request.data,
+                run=lambda: self._rendered(request, token),
+            )
+        except IdempotencyKeyReused as exc:
+            raise IdempotencyKeyReusedError(str(exc)) from None
+        except IdempotencyKeyInFlight as exc:
+            raise IdempotencyKeyInFlightError(str(exc)) from None
+        except PermissionDenied as exc:  # a replay to a token without the capability
+            raise CapabilityNotInScope(str(exc)) from None
+        if isinstance(answer, IdempotentReplay):
+            self._check_replay(answer, token)
+            return _replayed(answer)
+        return answer
+
+    def _rendered(self, request: Request, token: ApiToken) -> Response:
+        """The submission's answer, errors included, rendered now so that its exact bytes can
+        be kept for replays. What the API's error handler leaves to Django is raised."""
+        try:
+            response = self._submit(request, token)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.finalize_response(request, response)
+        response.render()
+        return response
+
+
+class SuggestionListCreateApi(SubmissionApi):
+    """``/api/v1/suggestions/``: submit a suggestion, or list the ones the caller may read."""
+
     pagination_class = SuggestionCursorPagination
 
     @extend_schema(
@@ -220,7 +360,7 @@ class SuggestionListCreateApi(APIView):
             "Keys belong to the API client and are kept at least 24 hours."
         ),
         request=SuggestionSubmitSerializer,
-        parameters=[_IDEMPOTENCY_KEY, _IDEMPOTENT_REPLAYED, _LOCATION, _RETRY_AFTER],
+        parameters=[_IDEMPOTENCY_KEY, _idempotent_replayed(201, 400, 403), _LOCATION, _RETRY_AFTER],
         responses={
             201: OpenApiResponse(
                 SuggestionSerializer,
@@ -240,44 +380,13 @@ class SuggestionListCreateApi(APIView):
                 "if its client may submit to it); `permission_denied`: the caller is not an "
                 "API client."
             ),
-            409: _error(
-                "`idempotency_key_in_flight`: the first request with this `Idempotency-Key` "
-                "is still in progress; retry after `Retry-After` seconds to get its answer."
-            ),
-            413: _error("`payload_too_large`: the body is over the size limit (256 KB)."),
-            422: _error(
-                "`idempotency_key_reused`: this `Idempotency-Key` was first used with a "
-                "different body; nothing was done. Use a new key for a new request."
-            ),
+            **_IDEMPOTENCY_ERRORS,
+            413: _TOO_LARGE,
         },
         examples=[_SUBMIT_EXAMPLE],
     )
     def post(self, request: Request) -> HttpResponseBase:
-        token = request.auth
-        assert isinstance(token, ApiToken)  # SubmitsAsApiClient let only token callers through
-        key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is None:
-            return self._submit(request, token)
-        idempotency_key_check(key)
-        try:
-            answer = idempotency_key_use(
-                client=token.client,
-                token=token,
-                key=key,
-                method=request.method or "POST",
-                path=request.path,
-                body=request.data,
-                run=lambda: self._rendered(request, token),
-            )
-        except IdempotencyKeyReused as exc:
-            raise IdempotencyKeyReusedError(str(exc)) from None
-        except IdempotencyKeyInFlight as exc:
-            raise IdempotencyKeyInFlightError(str(exc)) from None
-        except PermissionDenied as exc:  # a replay to a token without the capability
-            raise CapabilityNotInScope(str(exc)) from None
-        if isinstance(answer, IdempotentReplay):
-            return _replayed(answer)
-        return answer
+        return self._submit_once(request)
 
     def _submit(self, request: Request, token: ApiToken) -> Response:
         serializer = SuggestionSubmitSerializer(data=request.data)
@@ -298,16 +407,109 @@ class SuggestionListCreateApi(APIView):
             headers={"Location": location},
         )
 
-    def _rendered(self, request: Request, token: ApiToken) -> Response:
-        """The submission's answer, errors included, rendered now so that its exact bytes can
-        be kept for replays. What the API's error handler leaves to Django is raised."""
-        try:
-            response = self._submit(request, token)
-        except Exception as exc:
-            response = self.handle_exception(exc)
-        self.finalize_response(request, response)
-        response.render()
-        return response
+
+class SuggestionBatchApi(SubmissionApi):
+    """``/api/v1/suggestions/batch/``: submit up to ``MAX_BATCH_ITEMS`` suggestions at once."""
+
+    max_body_setting = "SIGNOFF_MAX_BATCH_BODY_BYTES"
+
+    @extend_schema(
+        summary="Submit suggestions in a batch",
+        description=(
+            f"Up to {MAX_BATCH_ITEMS} suggestions under `items`, each exactly what "
+            "`POST /api/v1/suggestions/` takes, and each checked, redacted, routed and audited "
+            "exactly as that endpoint would. An invalid item does not stop the others: "
+            "`results` holds one entry per item, in order, with the item's `index` and either "
+            "the created `suggestion` (`status` 201) or the `error`, with the `status`, that "
+            "the single endpoint would have answered for the item alone (400 `invalid`, 403 "
+            "`capability_not_in_scope`). The answer is 200 whenever the batch itself is "
+            "well-formed, even if every item was refused: read `created` and `failed`. The "
+            "created suggestions are stored in one transaction: all of them or, on a crash, "
+            "none.\n\n"
+            "400 naming `items` refuses the whole batch, storing nothing: a body that is not an "
+            f"object with a list under `items`, an empty list, or more than {MAX_BATCH_ITEMS} "
+            "items. The body must also fit the API's size limit.\n\n"
+            "An `Idempotency-Key` works as for a single submission: a retry of the batch with "
+            "the same key and body replays the first answer and stores nothing again."
+        ),
+        request=SuggestionBatchSerializer,
+        parameters=[_IDEMPOTENCY_KEY, _idempotent_replayed(200, 400, 403), _RETRY_AFTER],
+        responses={
+            200: OpenApiResponse(
+                SuggestionBatchAnswerSerializer,
+                description=(
+                    "The batch was taken: each item's result, in order. A replay of the first "
+                    "answer to the same `Idempotency-Key` and body is the same bytes, with the "
+                    "header `Idempotent-Replayed: true`."
+                ),
+            ),
+            400: _error(
+                "`items` is missing, not a list, empty or too long (`fields` names `items`); "
+                "or the `Idempotency-Key` header is not 1 to 255 printable ASCII characters."
+            ),
+            401: _UNAUTHENTICATED,
+            403: _error(
+                "`permission_denied`: the caller is not an API client; "
+                "`capability_not_in_scope`: a replay to a token whose scope lacks a capability "
+                "of the suggestions the batch created."
+            ),
+            **_IDEMPOTENCY_ERRORS,
+            413: _error(
+                "`payload_too_large`: the body is over the batch size limit (4 MB by default)."
+            ),
+        },
+        examples=[_BATCH_EXAMPLE, _BATCH_ANSWER_EXAMPLE],
+    )
+    def post(self, request: Request) -> HttpResponseBase:
+        return self._submit_once(request)
+
+    def _submit(self, request: Request, token: ApiToken) -> Response:
+        batch = SuggestionBatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        checked = batch.validated_data["items"]
+        valid = [item for item in checked if not isinstance(item, exceptions.ValidationError)]
+        outcomes = iter(
+            suggestions_submit_many(
+                client=token.client,
+                token=token,
+                submissions=[Submission(**item) for item in valid],
+            )
+        )
+        results = [
+            self._result(
+                index,
+                item if isinstance(item, exceptions.ValidationError) else next(outcomes),
+            )
+            for index, item in enumerate(checked)
+        ]
+        created = [result["suggestion"] for result in results if "suggestion" in result]
+        prefetch_related_objects(created, _decisions_with_reviewers())
+        answer = {"created": len(created), "failed": len(results) - len(created)}
+        return Response(SuggestionBatchAnswerSerializer({**answer, "results": results}).data)
+
+    def _result(self, index: int, outcome: Suggestion | Exception) -> dict[str, Any]:
+        """One item's entry: its suggestion, or its refusal as the single endpoint answers it."""
+        if isinstance(outcome, Suggestion):
+            return {"index": index, "status": status.HTTP_201_CREATED, "suggestion": outcome}
+        if isinstance(outcome, PermissionDenied):
+            outcome = CapabilityNotInScope(str(outcome))
+        # The API's own handler, so an item's error is the single endpoint's to the byte. (It
+        # would also doom a request-wide transaction; there is none: ATOMIC_REQUESTS is off, as
+        # idempotency_key_use needs.)
+        error = self.get_exception_handler()(outcome, self.get_exception_handler_context())
+        assert error is not None  # it answers every refusal a submission can meet
+        return {"index": index, "status": error.status_code, "error": error.data}
+
+    def _check_replay(self, answer: IdempotentReplay, token: ApiToken) -> None:
+        """A batch's answer shows the suggestions it created: it is replayed only to a token
+        whose scope holds all their capabilities, as a single submission's is."""
+        if answer.status_code != status.HTTP_200_OK:
+            return
+        results = json.loads(answer.content)["results"]
+        keys = {result["suggestion"]["capability"] for result in results if "suggestion" in result}
+        for capability in Capability.objects.filter(key__in=keys):
+            if not can_submit_to_capability(token, capability):
+                raise CapabilityNotInScope(f"This token may not submit to {capability.key}.")
 
 
 class SuggestionDetailApi(APIView):

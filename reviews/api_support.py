@@ -48,7 +48,8 @@ class IdempotencyKeyInFlightError(exceptions.APIException):
 
 class LimitedJSONParser(JSONParser):
     """Strict JSON (no ``NaN`` or ``Infinity`` literals) from bodies of at most
-    ``settings.SIGNOFF_MAX_BODY_BYTES``; a larger body is refused with 413.
+    ``settings.SIGNOFF_MAX_BODY_BYTES`` (or the setting the view names in
+    ``max_body_setting``); a larger body is refused with 413.
 
     The declared ``Content-Length`` is checked first, so an honest large request is refused
     before anything is read. The stream is then read up to one byte past the limit, never more,
@@ -64,7 +65,8 @@ class LimitedJSONParser(JSONParser):
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         parser_context = parser_context or {}
-        limit: int = settings.SIGNOFF_MAX_BODY_BYTES
+        setting = getattr(parser_context.get("view"), "max_body_setting", "SIGNOFF_MAX_BODY_BYTES")
+        limit: int = getattr(settings, setting)
         request = parser_context.get("request")
         declared = _declared_length(request.META if request is not None else {})
         if declared is not None and declared > limit:

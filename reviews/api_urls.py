@@ -1,12 +1,20 @@
-"""The REST API's URLs, mounted at /api/v1/: suggestions, the OpenAPI schema and its docs."""
+"""The REST API's URLs, mounted at /api/v1/: suggestions (one at a time or in batches), the
+OpenAPI schema and its docs."""
 
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from reviews.api import SuggestionDetailApi, SuggestionListCreateApi, endpoint_not_found
+from reviews.api import (
+    SuggestionBatchApi,
+    SuggestionDetailApi,
+    SuggestionListCreateApi,
+    endpoint_not_found,
+)
 
 urlpatterns = [
     path("suggestions/", SuggestionListCreateApi.as_view(), name="suggestion-list"),
+    # Before the detail route, which would take "batch" for a suggestion's id.
+    path("suggestions/batch/", SuggestionBatchApi.as_view(), name="suggestion-batch"),
     path(
         "suggestions/<str:suggestion_id>/",
         SuggestionDetailApi.as_view(),

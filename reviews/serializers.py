@@ -8,6 +8,7 @@ non-finite numbers, and nested at most ``MAX_JSON_DEPTH`` levels).
 
 import math
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,7 @@ from reviews.models import Decision, DecisionOutcome, ExecutionStatus, Suggestio
 from reviews.services import ModelInfo, Usage
 
 MAX_JSON_DEPTH = 32
+MAX_BATCH_ITEMS = 1000
 # PostgreSQL's integer column, which PositiveIntegerField uses.
 MAX_DB_INTEGER = 2**31 - 1
 
@@ -184,11 +186,75 @@ class SuggestionSubmitSerializer(serializers.Serializer):
         help_text="Where to tell the caller about the decision.",
     )
 
+    def __init__(
+        self, *args: Any, capabilities: Mapping[str, Capability] | None = None, **kwargs: Any
+    ) -> None:
+        """``capabilities``, when given, are where ``capability`` keys are looked up (read
+        beforehand: a batch reads all its items' in one query, not one per item)."""
+        super().__init__(*args, **kwargs)
+        self.capabilities = capabilities
+
     def validate_capability(self, key: str) -> Capability:
-        capability = Capability.objects.filter(key=key).first()
+        if self.capabilities is not None:
+            capability = self.capabilities.get(key)
+        else:
+            capability = Capability.objects.filter(key=key).first()
         if capability is None:
             raise serializers.ValidationError(f"No capability has the key {key!r}.")
         return capability
+
+
+@extend_schema_field(SuggestionSubmitSerializer(many=True))
+class SubmissionsField(serializers.ListField):
+    """1 to ``MAX_BATCH_ITEMS`` suggestions, each checked on its own exactly as the single
+    endpoint checks its body: a valid item becomes its validated data, an invalid one the
+    ``ValidationError`` the single endpoint would answer with, so one bad item does not refuse
+    the others."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_empty=False, min_length=1, max_length=MAX_BATCH_ITEMS, **kwargs)
+
+    def run_child_validation(self, data: list[Any]) -> list[Any]:
+        if len(data) > MAX_BATCH_ITEMS:  # refused before checking any item
+            self.fail("max_length", max_length=MAX_BATCH_ITEMS)
+        # One serializer for every item: building one costs more than checking an item.
+        item_serializer = SuggestionSubmitSerializer(capabilities=_capabilities_named_in(data))
+        checked: list[Any] = []
+        for item in data:
+            try:
+                checked.append(item_serializer.run_validation(item))
+            except serializers.ValidationError as exc:
+                checked.append(serializers.ValidationError(serializers.as_serializer_error(exc)))
+        return checked
+
+
+def _capabilities_named_in(items: list[Any]) -> dict[str, Capability]:
+    keys = {
+        item["capability"]
+        for item in items
+        if isinstance(item, Mapping) and isinstance(item.get("capability"), str)
+    }
+    return {capability.key: capability for capability in Capability.objects.filter(key__in=keys)}
+
+
+class SuggestionBatchSerializer(serializers.Serializer):
+    """Suggestions submitted together, as a list under `items`."""
+
+    default_error_messages = {
+        "not_an_object": 'Send a JSON object with the suggestions as a list under "items".'
+    }
+
+    items = SubmissionsField(
+        help_text=(
+            f"1 to {MAX_BATCH_ITEMS} suggestions, each what `POST /api/v1/suggestions/` takes."
+        )
+    )
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        # Any body but an object is refused naming ``items``, the field the caller must send.
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError({"items": [self.error_messages["not_an_object"]]})
+        return super().run_validation(data)
 
 
 class SuggestionListQuerySerializer(serializers.Serializer):
@@ -307,4 +373,35 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Validation errors only: messages by field; nested fields as `model.name`.",
+    )
+
+
+class SuggestionBatchResultSerializer(serializers.Serializer):
+    """What became of one item of a batch: the suggestion it created, or why it was refused."""
+
+    index = serializers.IntegerField(help_text="The item's position in `items`, from 0.")
+    status = serializers.IntegerField(
+        help_text=(
+            "201 when it was created; otherwise the status `POST /api/v1/suggestions/` would "
+            "have answered for the item alone: 400 (`invalid`) or 403 "
+            "(`capability_not_in_scope`)."
+        )
+    )
+    suggestion = SuggestionSerializer(
+        required=False,
+        help_text="When created: the suggestion, as `POST /api/v1/suggestions/` answers it.",
+    )
+    error = ErrorSerializer(
+        required=False,
+        help_text="When refused: the error body `POST /api/v1/suggestions/` would have answered.",
+    )
+
+
+class SuggestionBatchAnswerSerializer(serializers.Serializer):
+    """The answer to a batch: how many items were created and refused, and each one's result."""
+
+    created = serializers.IntegerField(help_text="How many items were created.")
+    failed = serializers.IntegerField(help_text="How many items were refused.")
+    results = SuggestionBatchResultSerializer(
+        many=True, help_text="One per item, in the order of `items`."
     )

@@ -155,6 +155,20 @@ MATRIX: dict[str, Row] = {
             "client": 403,
         },
     ),
+    # People submit nothing (403). A client's token gets its batch answered (200), and an item
+    # outside its scope is refused in its place (test_api_batch.py checks the items).
+    "suggestion-batch": Row(
+        "POST",
+        {
+            **API_READ,
+            "reviewer": 403,
+            "senior": 403,
+            "manager": 403,
+            "auditor": 403,
+            "administrator": 403,
+            "client": 200,
+        },
+    ),
     "suggestion-detail": Row(
         "GET",
         {**API_READ, "manager": 404, "administrator": 404},
@@ -246,13 +260,15 @@ def request_as(role: str, world: dict[str, Any], name: str, target: str) -> int:
     elif row.other is not None and url_name.startswith("reviews:"):
         kwargs = {"pk": suggestion.pk}
     url = reverse(url_name, kwargs=kwargs)
-    if name == "suggestion-list:POST":
-        body = {
+    if name in ("suggestion-list:POST", "suggestion-batch"):
+        body: Any = {
             "capability": world["capabilities"][target].key,
             "payload": {"amount": "1.00"},
             "confidence": 0.5,
             "model": {"name": "gpt-4o"},
         }
+        if name == "suggestion-batch":
+            body = {"items": [body]}
         response = client.post(
             url, json.dumps(body), content_type="application/json", headers=headers
         )

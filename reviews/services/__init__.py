@@ -30,12 +30,21 @@ from reviews.services.idempotency import (
 )
 from reviews.services.outbox import (
     outbox_add,
+    outbox_add_many,
     outbox_done,
     outbox_relay,
+    outbox_relay_many,
     outbox_retry_at,
     outbox_sweep,
 )
-from reviews.services.submission import ModelInfo, Usage, suggestion_submit
+from reviews.services.submission import (
+    ModelInfo,
+    Refusal,
+    Submission,
+    Usage,
+    suggestion_submit,
+    suggestions_submit_many,
+)
 from reviews.services.webhooks import (
     EVENT_DECIDED,
     EVENT_EXECUTED,
@@ -44,6 +53,7 @@ from reviews.services.webhooks import (
     webhook_headers,
     webhook_schedule,
     webhook_signature,
+    webhooks_schedule,
 )
 
 __all__ = [
@@ -60,7 +70,9 @@ __all__ = [
     "IdempotencyPurge",
     "IdempotentReplay",
     "ModelInfo",
+    "Refusal",
     "ReviewConflict",
+    "Submission",
     "Usage",
     "decision_record",
     "escalation_sweep",
@@ -71,8 +83,10 @@ __all__ = [
     "idempotency_key_use",
     "idempotency_request_hash",
     "outbox_add",
+    "outbox_add_many",
     "outbox_done",
     "outbox_relay",
+    "outbox_relay_many",
     "outbox_retry_at",
     "outbox_sweep",
     "sla_deadline",
@@ -81,9 +95,11 @@ __all__ = [
     "suggestion_execute",
     "suggestion_release",
     "suggestion_submit",
+    "suggestions_submit_many",
     "webhook_body",
     "webhook_deliver",
     "webhook_headers",
     "webhook_schedule",
     "webhook_signature",
+    "webhooks_schedule",
 ]

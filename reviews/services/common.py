@@ -1,11 +1,17 @@
 """What every review service shares: its errors, the row lock, and the work a decision or an
 execution starts."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from reviews.models import OutboxKind, Suggestion
-from reviews.services.outbox import outbox_add
-from reviews.services.webhooks import EVENT_DECIDED, EVENT_EXECUTED, webhook_schedule
+from reviews.services.outbox import outbox_add, outbox_add_many
+from reviews.services.webhooks import (
+    EVENT_DECIDED,
+    EVENT_EXECUTED,
+    webhook_schedule,
+    webhooks_schedule,
+)
 
 
 class ReviewConflict(Exception):
@@ -44,6 +50,16 @@ def after_final_decision(suggestion: Suggestion) -> None:
     routed by its policy), in the deciding transaction: a ``suggestion.decided`` webhook to its
     ``callback_url``, if it has one, carried by the outbox."""
     webhook_schedule(suggestion=suggestion, event_type=EVENT_DECIDED)
+
+
+def after_approvals(suggestions: Sequence[Suggestion]) -> None:
+    """``after_approval`` for many suggestions, written together (a batch's)."""
+    outbox_add_many(kind=OutboxKind.EXECUTE, refs=[str(s.pk) for s in suggestions])
+
+
+def after_final_decisions(suggestions: Sequence[Suggestion]) -> None:
+    """``after_final_decision`` for many suggestions, written together (a batch's)."""
+    webhooks_schedule(suggestions=suggestions, event_type=EVENT_DECIDED)
 
 
 def after_execution(suggestion: Suggestion) -> None:

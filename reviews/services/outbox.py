@@ -7,11 +7,12 @@ idempotent for their subject, so a second enqueue costs a little work, never a s
 """
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from reviews.models import OutboxItem
@@ -24,32 +25,85 @@ def outbox_add(*, kind: str, ref: str, available_at: dt.datetime | None = None) 
     Must run inside the transaction of the change that causes it. An open item for the same
     kind and subject is reused, so asking twice schedules the work once.
     """
-    if not connection.in_atomic_block:
-        raise transaction.TransactionManagementError(
-            "outbox_add() must run inside the transaction of the change that causes the work"
-        )
     now = timezone.now()
     due = available_at or now
-    item = OutboxItem.objects.filter(kind=kind, ref=ref, done_at__isnull=True).first()
-    if item is None:
-        item = OutboxItem.objects.create(kind=kind, ref=ref, available_at=due)
-    elif due != item.available_at:
-        OutboxItem.objects.filter(pk=item.pk).update(available_at=due, enqueued_at=None)
+    [item] = _record(kind=kind, refs=[ref], due=due)
     if due <= now:
         item_id = item.pk
         transaction.on_commit(lambda: outbox_relay(item_id=item_id), robust=True)
     return item
 
 
+def outbox_add_many(*, kind: str, refs: Sequence[str]) -> list[OutboxItem]:
+    """``outbox_add`` of work of ``kind`` on each of ``refs``, due now: the items in the order
+    of ``refs`` (one per distinct ref), written and, after the commit, enqueued in a number of
+    statements that does not grow with the refs."""
+    items = _record(kind=kind, refs=refs, due=timezone.now())
+    if items:
+        item_ids = [item.pk for item in items]
+        transaction.on_commit(lambda: outbox_relay_many(item_ids=item_ids), robust=True)
+    return items
+
+
+def _record(*, kind: str, refs: Sequence[str], due: dt.datetime) -> list[OutboxItem]:
+    """An open item of ``kind`` due at ``due`` for each distinct ref, in order: the open one
+    already there (moved to ``due``), or a new one."""
+    refs = list(dict.fromkeys(refs))
+    if not refs:
+        return []
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "outbox work must be added inside the transaction of the change that causes it"
+        )
+    found = {
+        item.ref: item
+        for item in OutboxItem.objects.filter(kind=kind, ref__in=refs, done_at__isnull=True)
+    }
+    moved = [item for item in found.values() if item.available_at != due]
+    if moved:
+        OutboxItem.objects.filter(pk__in=[item.pk for item in moved]).update(
+            available_at=due, enqueued_at=None
+        )
+        for item in moved:
+            item.available_at, item.enqueued_at = due, None
+    created = iter(
+        OutboxItem.objects.bulk_create(
+            [OutboxItem(kind=kind, ref=ref, available_at=due) for ref in refs if ref not in found]
+        )
+    )
+    return [found[ref] if ref in found else next(created) for ref in refs]
+
+
 def outbox_relay(*, item_id: int) -> None:
     """Enqueue the job of one outbox item, and note when it was enqueued."""
     from reviews.tasks import run_outbox_item  # tasks import services
 
-    marked = OutboxItem.objects.filter(pk=item_id, done_at__isnull=True).update(
-        enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1
-    )
-    if marked:
+    if _mark_enqueued(OutboxItem.objects.filter(pk=item_id, done_at__isnull=True)):
         run_outbox_item.enqueue(item_id)
+
+
+def outbox_relay_many(*, item_ids: Sequence[int]) -> None:
+    """``outbox_relay`` for each of ``item_ids``, noting them enqueued in one statement.
+
+    An item finished between the read of the open ones and that statement is enqueued all
+    the same: its job finds it done and does nothing.
+    """
+    from reviews.tasks import run_outbox_item  # tasks import services
+
+    open_ids = list(
+        OutboxItem.objects.filter(pk__in=item_ids, done_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    if not open_ids:
+        return
+    _mark_enqueued(OutboxItem.objects.filter(pk__in=open_ids, done_at__isnull=True))
+    for item_id in open_ids:
+        run_outbox_item.enqueue(item_id)
+
+
+def _mark_enqueued(items: QuerySet[OutboxItem]) -> int:
+    return items.update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
 
 
 def outbox_sweep(*, now: dt.datetime | None = None) -> int:

@@ -24,6 +24,7 @@ import logging
 import time
 import uuid
 from base64 import b64encode
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,7 +47,7 @@ from reviews.models import (
     WebhookState,
 )
 from reviews.redaction import redactor
-from reviews.services.outbox import outbox_add
+from reviews.services.outbox import outbox_add_many
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +67,32 @@ def webhook_schedule(*, suggestion: Suggestion, event_type: str) -> WebhookDeliv
     """Write a message of ``event_type`` about ``suggestion`` as it now stands, and the outbox
     item that delivers it, in the current transaction. Nothing when the suggestion has no
     ``callback_url``, or no API client whose secret would sign it."""
-    if not suggestion.callback_url or suggestion.api_client_id is None:
-        return None
+    deliveries = webhooks_schedule(suggestions=[suggestion], event_type=event_type)
+    return deliveries[0] if deliveries else None
+
+
+def webhooks_schedule(
+    *, suggestions: Sequence[Suggestion], event_type: str
+) -> list[WebhookDelivery]:
+    """``webhook_schedule`` for each of ``suggestions``, in a number of statements that does
+    not grow with them: the messages written, in the order of their suggestions."""
     now = timezone.now()
-    delivery = WebhookDelivery.objects.create(
-        suggestion=suggestion,
-        message_id=f"msg_{uuid.uuid4().hex}",
-        event_type=event_type,
-        url=suggestion.callback_url,
-        payload=webhook_payload(suggestion, event_type=event_type, now=now),
-        next_attempt_at=now,
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                suggestion=suggestion,
+                message_id=f"msg_{uuid.uuid4().hex}",
+                event_type=event_type,
+                url=suggestion.callback_url,
+                payload=webhook_payload(suggestion, event_type=event_type, now=now),
+                next_attempt_at=now,
+            )
+            for suggestion in suggestions
+            if suggestion.callback_url and suggestion.api_client_id is not None
+        ]
     )
-    outbox_add(kind=OutboxKind.WEBHOOK, ref=str(delivery.pk))
-    return delivery
+    outbox_add_many(kind=OutboxKind.WEBHOOK, refs=[str(delivery.pk) for delivery in deliveries])
+    return deliveries
 
 
 def webhook_payload(suggestion: Suggestion, *, event_type: str, now: dt.datetime) -> dict[str, Any]:
