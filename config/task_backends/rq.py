@@ -61,14 +61,24 @@ class RQBackend(BaseTaskBackend):
     supports_async_task = True  # run through Task.call, as the immediate backend does
     supports_get_result = True
 
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self._rq_queues: dict[str, Queue] = {}
+
     def rq_queue_name(self, queue_name: str) -> str:
         """The RQ queue that carries tasks of ``queue_name``."""
         return str(self.options.get("QUEUE_NAMES", {}).get(queue_name, queue_name))
 
     def rq_queue(self, queue_name: str) -> Queue:
-        # "auto": enqueue when told to. When to enqueue (after the commit, through the outbox)
-        # is decided by the caller, not by django-rq's own on-commit deferral.
-        return django_rq.get_queue(self.rq_queue_name(queue_name), commit_mode="auto")
+        # Kept for the backend's life: each django_rq.get_queue() opens a new Redis connection
+        # pool, which cost an enqueue four times its Redis round trip. redis-py's pools notice
+        # a fork and reconnect in the child, so forked web and work-horse processes are safe.
+        name = self.rq_queue_name(queue_name)
+        if name not in self._rq_queues:
+            # "auto": enqueue when told to. When to enqueue (after the commit, through the
+            # outbox) is decided by the caller, not by django-rq's own on-commit deferral.
+            self._rq_queues[name] = django_rq.get_queue(name, commit_mode="auto")
+        return self._rq_queues[name]
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
