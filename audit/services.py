@@ -1,5 +1,6 @@
 """The one way to write to the audit trail."""
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,8 +85,10 @@ def audit_event_record(
     """
     _require_transaction("audit_event_record")
     fields = _event_fields(NewEvent(actor, action, subject, data, capability))
-    append = _append_in_one_statement if connection.vendor == "postgresql" else _append
-    event, head = append(fields)
+    if connection.vendor == "postgresql":
+        [event], head = _append_in_one_statement([fields])
+    else:
+        event, head = _append(fields)
     checkpoint_request = _checkpoint_request(head, event)
     if checkpoint_request:
         AuditChainHead.objects.filter(pk=1).update(**checkpoint_request)
@@ -99,13 +102,19 @@ def audit_events_record(events: Sequence[NewEvent]) -> list[AuditEvent]:
     fields, numbered on from the head without gaps, each chained to the one before and hashed
     by ``audit.chain``; they share one ``occurred_at``. The head is locked once, the events
     are inserted together and the head moves once, so a thousand events hold the lock for
-    about as long as a few single appends. A checkpoint is requested as ``audit_event_record``
+    about as long as a few single appends; on PostgreSQL, a few events (a submission's two)
+    take a single statement. A checkpoint is requested as ``audit_event_record``
     would, at most once. Must be called inside ``transaction.atomic()``, as late in it as the
     caller can: the head stays locked until the commit.
     """
     _require_transaction("audit_events_record")
     if not events:
         return []
+    if connection.vendor == "postgresql" and len(events) <= _ONE_STATEMENT_MAX:
+        stored, head = _append_in_one_statement([_event_fields(event) for event in events])
+        if checkpoint_request := _checkpoint_request(head, stored[-1]):
+            AuditChainHead.objects.filter(pk=1).update(**checkpoint_request)
+        return stored
     # Everything that does not depend on the head is done before locking it.
     rows = [AuditEvent(**_event_fields(event)) for event in events]
     head = _lock_chain_head()
@@ -157,78 +166,114 @@ def _append(fields: dict[str, Any]) -> tuple[AuditEvent, AuditChainHead]:
     return event, head
 
 
-# Lock the head, insert the event hashed by the database, and move the head: one round trip.
+# Lock the head, insert the events hashed by the database, and move the head: one round trip.
 # Every append waits for the head until the appending transaction commits, so the time the lock
 # is held bounds the audited writes per second; this keeps it to this statement and the commit.
-# The hash is SHA-256 over the same canonical document as chain.event_hash, completed with the
-# head's values: tests verify events appended this way with the Python implementation.
-_APPEND_SQL = """
+# Each hash is SHA-256 over the same canonical document as chain.event_hash, completed with the
+# values of the row before it (the head's, for the first): tests verify events appended this
+# way with the Python implementation. Event n's parameters are suffixed _n.
+_APPEND_HEAD = """
 WITH head AS (
     SELECT sequence, hash, checkpoint_requested_sequence, checkpoint_requested_at,
            clock_timestamp() AS now
     FROM audit_auditchainhead WHERE id = 1 FOR UPDATE
-), event AS (
+)"""
+_APPEND_EVENT = """, e{n} AS (
     INSERT INTO audit_auditevent (sequence, occurred_at, actor_type, actor_id, actor_label,
                                   action, subject_type, subject_id, capability, data,
                                   prev_hash, hash)
-    SELECT head.sequence + 1, head.now,
-           %(actor_type)s::text, %(actor_id)s::text, %(actor_label)s::text, %(action)s::text,
-           %(subject_type)s::text, %(subject_id)s::text, %(capability)s::text, %(data)s::jsonb,
-           head.hash,
+    SELECT {before}.sequence + 1, head.now,
+           %(actor_type_{n})s::text, %(actor_id_{n})s::text, %(actor_label_{n})s::text,
+           %(action_{n})s::text, %(subject_type_{n})s::text, %(subject_id_{n})s::text,
+           %(capability_{n})s::text, %(data_{n})s::jsonb,
+           {before}.hash,
            encode(sha256(convert_to(
-               %(before_time)s::text
+               %(before_time_{n})s::text
                || to_char(head.now AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-               || %(before_prev)s::text || head.hash
-               || %(before_sequence)s::text || (head.sequence + 1)::text
-               || %(after_sequence)s::text, 'UTF8')), 'hex')
-    FROM head
+               || %(before_prev_{n})s::text || {before}.hash
+               || %(before_sequence_{n})s::text || ({before}.sequence + 1)::text
+               || %(after_sequence_{n})s::text, 'UTF8')), 'hex')
+    FROM {rows}
     RETURNING id, sequence, occurred_at, prev_hash, hash
-), moved AS (
-    UPDATE audit_auditchainhead SET sequence = event.sequence, hash = event.hash
-    FROM event WHERE audit_auditchainhead.id = 1
+)"""
+_APPEND_TAIL = """, moved AS (
+    UPDATE audit_auditchainhead SET sequence = last.sequence, hash = last.hash
+    FROM e{last} AS last WHERE audit_auditchainhead.id = 1
 )
-SELECT event.id, event.sequence, event.occurred_at, event.prev_hash, event.hash,
+SELECT appended.id, appended.sequence, appended.occurred_at, appended.prev_hash, appended.hash,
        head.checkpoint_requested_sequence, head.checkpoint_requested_at
-FROM event, head
-"""
+FROM ({appended}) AS appended, head
+ORDER BY appended.sequence"""
+# Up to this many events are appended in one statement; more are hashed in Python and inserted
+# together (the statement's text grows with them, and each count is prepared once).
+_ONE_STATEMENT_MAX = 4
 
 
-def _append_in_one_statement(fields: dict[str, Any]) -> tuple[AuditEvent, AuditChainHead]:
-    """PostgreSQL: the same append in a single statement (see ``_APPEND_SQL``)."""
-    before_time, before_prev, before_sequence, after_sequence = chain.event_document_parts(fields)
-    params = {
-        **fields,
-        "data": chain.canonical_json(fields["data"]),
-        "before_time": before_time,
-        "before_prev": before_prev,
-        "before_sequence": before_sequence,
-        "after_sequence": after_sequence,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(_APPEND_SQL, params)
-        row = cursor.fetchone()
-        if row is None:  # no head row (a flushed database): recreate it, then append
-            _lock_chain_head()
-            cursor.execute(_APPEND_SQL, params)
-            row = cursor.fetchone()
-    pk, sequence, occurred_at, prev_hash, digest, requested_sequence, requested_at = row
-    event = AuditEvent(
-        pk=pk,
-        sequence=sequence,
-        occurred_at=occurred_at,
-        prev_hash=prev_hash,
-        hash=digest,
-        **fields,
+@functools.cache
+def _append_sql(count: int) -> str:
+    """The statement that appends ``count`` events (see ``_APPEND_HEAD``)."""
+    events = "".join(
+        _APPEND_EVENT.format(
+            n=n,
+            before="head" if n == 0 else f"e{n - 1}",
+            rows="head" if n == 0 else f"head, e{n - 1}",
+        )
+        for n in range(count)
     )
-    event._state.adding = False
-    event._state.db = connection.alias
+    appended = " UNION ALL ".join(f"SELECT * FROM e{n}" for n in range(count))  # noqa: S608 - names only
+    return _APPEND_HEAD + events + _APPEND_TAIL.format(last=count - 1, appended=appended)
+
+
+def _append_in_one_statement(
+    fields_list: Sequence[dict[str, Any]],
+) -> tuple[list[AuditEvent], AuditChainHead]:
+    """PostgreSQL: append up to ``_ONE_STATEMENT_MAX`` events in a single statement (see
+    ``_APPEND_HEAD``); returns them, and the head as it was before them."""
+    params: dict[str, Any] = {}
+    for n, fields in enumerate(fields_list):
+        before_time, before_prev, before_sequence, after_sequence = chain.event_document_parts(
+            fields
+        )
+        values = {
+            **fields,
+            "data": chain.canonical_json(fields["data"]),
+            "before_time": before_time,
+            "before_prev": before_prev,
+            "before_sequence": before_sequence,
+            "after_sequence": after_sequence,
+        }
+        params.update({f"{name}_{n}": value for name, value in values.items()})
+    sql = _append_sql(len(fields_list))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        if not rows:  # no head row (a flushed database): recreate it, then append
+            _lock_chain_head()
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    events = []
+    for fields, (pk, sequence, occurred_at, prev_hash, digest, _, _) in zip(
+        fields_list, rows, strict=True
+    ):
+        event = AuditEvent(
+            pk=pk,
+            sequence=sequence,
+            occurred_at=occurred_at,
+            prev_hash=prev_hash,
+            hash=digest,
+            **fields,
+        )
+        event._state.adding = False
+        event._state.db = connection.alias
+        events.append(event)
+    _pk, sequence, _at, prev_hash, _hash, requested_sequence, requested_at = rows[0]
     head = AuditChainHead(
         sequence=sequence - 1,
         hash=prev_hash,
         checkpoint_requested_sequence=requested_sequence,
         checkpoint_requested_at=requested_at,
     )
-    return event, head
+    return events, head
 
 
 def audit_checkpoint_write() -> AuditCheckpoint | None:

@@ -391,14 +391,13 @@ class SuggestionListCreateApi(SubmissionApi):
     def _submit(self, request: Request, token: ApiToken) -> Response:
         serializer = SuggestionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        capability = serializer.validated_data["capability"]
-        if not can_submit_to_capability(token, capability):
-            raise CapabilityNotInScope(f"This token may not submit to {capability.key}.")
         try:
+            # The service checks the token's scope (can_submit_to_capability) before anything
+            # else, the payload's schema included, and stores nothing when it refuses.
             suggestion = suggestion_submit(
                 client=token.client, token=token, **serializer.validated_data
             )
-        except PermissionDenied as exc:  # the scope changed since the check above
+        except PermissionDenied as exc:
             raise CapabilityNotInScope(str(exc)) from None
         location = reverse("suggestion-detail", kwargs={"suggestion_id": suggestion.pk})
         return Response(

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditAction
-from audit.services import Actor, NewEvent, Subject, audit_event_record, audit_events_record
+from audit.services import Actor, NewEvent, Subject, audit_events_record
 from capabilities.models import ApiClient, ApiToken, Capability, Policy
 from capabilities.permissions import can_submit_to_capability
 from capabilities.policies import RouteOutcome, route_by_confidence
@@ -136,15 +136,8 @@ def suggestion_submit(
             after_final_decision(suggestion)
         if suggestion.status == SuggestionStatus.AUTO_APPROVED:
             after_approval(suggestion)
-        # Last: the chain head stays locked from the first event until the commit.
-        for event in prepared.events:
-            audit_event_record(
-                actor=event.actor,
-                action=event.action,
-                subject=event.subject,
-                capability=event.capability,
-                data=event.data,
-            )
+        # Last: the chain head stays locked from here until the commit.
+        audit_events_record(prepared.events)
     return suggestion
 
 
