@@ -52,6 +52,16 @@ def audit_event_list(
     return events.order_by("sequence")
 
 
+def audit_events_any(events: QuerySet[AuditEvent]) -> bool:
+    """Does ``events`` hold at least one event? One query that reads an index.
+
+    Asked as "the first one in chain order": ``QuerySet.exists()`` drops the order, and
+    PostgreSQL may then answer ``sequence > n`` with a table scan that expects a match at
+    once but, the rows being stored in chain order, passes every older event first.
+    """
+    return events.order_by("sequence").values_list("sequence", flat=True).first() is not None
+
+
 def audit_event_rows(
     events: QuerySet[AuditEvent], chunk_size: int = 5000
 ) -> Iterator[dict[str, Any]]:

@@ -36,6 +36,7 @@ from audit.selectors import (
     audit_checkpoint_latest,
     audit_event_list,
     audit_event_rows,
+    audit_events_any,
 )
 
 PAGE_SIZE = 100
@@ -169,13 +170,13 @@ def _page(events: QuerySet[AuditEvent], *, before: int | None, after: int | None
     oldest ``PAGE_SIZE`` above ``after`` (shown newest first), or the newest of all.
 
     One more row than shown is read to learn whether a further page exists; whether one exists
-    the other way is an indexed ``EXISTS``, never a count.
+    the other way is one row read from an index (``audit_events_any``), never a count.
     """
     if after is not None:
         found = list(events.filter(sequence__gt=after).order_by("sequence")[: PAGE_SIZE + 1])
         has_newer = len(found) > PAGE_SIZE
         shown = found[:PAGE_SIZE][::-1]
-        has_older = bool(shown) and events.filter(sequence__lt=shown[-1].sequence).exists()
+        has_older = bool(shown) and audit_events_any(events.filter(sequence__lt=shown[-1].sequence))
     else:
         below = events if before is None else events.filter(sequence__lt=before)
         found = list(below.order_by("-sequence")[: PAGE_SIZE + 1])
@@ -184,7 +185,7 @@ def _page(events: QuerySet[AuditEvent], *, before: int | None, after: int | None
         has_newer = (
             before is not None
             and bool(shown)
-            and events.filter(sequence__gt=shown[0].sequence).exists()
+            and audit_events_any(events.filter(sequence__gt=shown[0].sequence))
         )
     return LogPage(
         rows=[LogRow(event, _pretty(event.data)) for event in shown],

@@ -145,6 +145,35 @@ class Suggestion(models.Model):
                 condition=models.Q(status__in=["pending_review", "escalated"]),
                 name="suggestion_open_sla_order",
             ),
+            # The same order within one capability: the queue filtered by capability.
+            models.Index(
+                F("capability"),
+                sla_order_key(),
+                F("created_at"),
+                F("id"),
+                condition=models.Q(status__in=["pending_review", "escalated"]),
+                name="suggestion_open_cap_sla_order",
+            ),
+            # Open items oldest first: the queue sorted by age. The plain ``created_at`` index
+            # would walk every decided item older than the first open one.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=models.Q(status__in=["pending_review", "escalated"]),
+                name="suggestion_open_age",
+            ),
+            # The API's lists filtered by capability, newest first.
+            models.Index(
+                fields=["capability", "created_at", "id"], name="suggestion_capability_recent"
+            ),
+            # The managers' failed executions, latest failure first: the few that failed for
+            # good, not the million that ran.
+            models.Index(
+                fields=["executed_at", "id"],
+                condition=models.Q(
+                    execution_status="failed", execution_next_attempt_at__isnull=True
+                ),
+                name="suggestion_failed_for_good",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -11,6 +11,7 @@ from django.db.models import (
     Count,
     DurationField,
     Exists,
+    F,
     Func,
     Min,
     OuterRef,
@@ -19,7 +20,9 @@ from django.db.models import (
     QuerySet,
     Sum,
     Value,
+    prefetch_related_objects,
 )
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 from django.http import Http404
 from django.utils import timezone
 
@@ -41,16 +44,19 @@ from reviews.models import (
     IdempotencyKey,
     Suggestion,
     SuggestionStatus,
+    WebhookDelivery,
     sla_order_key,
 )
 from reviews.permissions import OWNER_LEVEL, decides_as_owner
 
 
-def suggestions_decidable_by(*, user: Any) -> QuerySet[Suggestion]:
+def suggestions_decidable_by(*, user: Any, capability: str = "") -> QuerySet[Suggestion]:
     """Open suggestions ``user`` may decide, as ``reviews.permissions.can_decide_suggestion``
-    says, in one query: pending ones of capabilities they review, and escalated ones of
-    capabilities they resolve escalations for or, once at the owner's rung of the ladder,
-    own; except those they escalated themselves."""
+    says: pending ones of capabilities they review, and escalated ones of capabilities they
+    resolve escalations for or, once at the owner's rung of the ladder, own; except those
+    they escalated themselves; only those of the capability with the key ``capability``, if
+    given. One query to learn which capabilities (none when there are none), then one for the
+    suggestions."""
     escalated_by_user = Decision.objects.filter(
         suggestion=OuterRef("pk"), outcome=DecisionOutcome.ESCALATED, reviewer=user
     )
@@ -67,8 +73,17 @@ def suggestions_decidable_by(*, user: Any) -> QuerySet[Suggestion]:
         if user.is_active
         else Q(pk__in=[])
     )
+    # Implied by the conditions below, but given up front as values (a few ids, one small
+    # query) it lets the database read only these capabilities' open rows through their
+    # indexes. As a subquery it would be estimated as most capabilities, and every open row
+    # read and filtered instead.
+    capabilities = _queue_capabilities(user)
+    if capability:
+        capabilities = capabilities.filter(key=capability)
+    capability_ids = list(capabilities.values_list("pk", flat=True).distinct())
     return (
-        Suggestion.objects.filter(
+        Suggestion.objects.filter(capability_id__in=capability_ids)
+        .filter(
             Q(status=SuggestionStatus.PENDING_REVIEW, capability__in=reviewable_capabilities(user))
             | Q(
                 Q(status=SuggestionStatus.ESCALATED)
@@ -155,9 +170,7 @@ def suggestion_queue(
     those with one, then the oldest), with what the page shows."""
     filters = filters or QueueFilters()
     now = now or timezone.now()
-    queryset = suggestions_decidable_by(user=user)
-    if filters.capability:
-        queryset = queryset.filter(capability__key=filters.capability)
+    queryset = suggestions_decidable_by(user=user, capability=filters.capability)
     if filters.status:
         queryset = queryset.filter(status=filters.status)
     if filters.model:
@@ -185,8 +198,8 @@ def suggestion_queue_page(
     size: int = 50,
 ) -> QueuePage:
     """One page of ``suggestion_queue``: the ``size`` rows after ``after`` in the sort order,
-    and the cursor of the next page. One query, whatever the page; no OFFSET and no COUNT,
-    so a deep page costs what the first one does."""
+    and the cursor of the next page. Two queries whatever the page (the user's capabilities,
+    then the rows); no OFFSET and no COUNT, so a deep page costs what the first one does."""
     filters = filters or QueueFilters()
     queryset = suggestion_queue(user=user, filters=filters)
     if after is not None:
@@ -210,17 +223,17 @@ def _model_is(text: str) -> Q:
 def _after(queryset: QuerySet[Suggestion], cursor: QueueCursor) -> QuerySet[Suggestion]:
     """The rows of ``queryset`` after ``cursor`` in its sort order (see ``suggestion_queue``).
 
-    The first condition repeats the leading key as a plain range so the database starts its
-    index scan at the cursor instead of filtering every row before it.
+    One row comparison on the whole sort key, which the database reads as where to start its
+    index scan: a deep page does not filter every row before it, not even among the many
+    items that tie on "no deadline".
     """
-    later = Q(created_at__gt=cursor.created_at) | Q(created_at=cursor.created_at, id__gt=cursor.id)
     if cursor.sort == "oldest":
-        return queryset.filter(created_at__gte=cursor.created_at).filter(later)
-    key = cursor.due_at or NO_DEADLINE
-    return (
-        queryset.alias(sla_key=sla_order_key())
-        .filter(sla_key__gte=key)
-        .filter(Q(sla_key__gt=key) | Q(sla_key=key) & later)
+        return queryset.filter(
+            TupleGreaterThan(Tuple(F("created_at"), F("id")), (cursor.created_at, cursor.id))
+        )
+    key = Tuple(sla_order_key(), F("created_at"), F("id"))
+    return queryset.filter(
+        TupleGreaterThan(key, (cursor.due_at or NO_DEADLINE, cursor.created_at, cursor.id))
     )
 
 
@@ -250,7 +263,8 @@ class QueueCount:
 
 def queue_counts(*, user: Any, since: dt.datetime | None = None) -> list[QueueCount]:
     """How many open items wait per capability for ``user``, since when, how many are due
-    soon or overdue, and how many arrived after ``since``. One query."""
+    soon or overdue, and how many arrived after ``since``. Two queries (the user's
+    capabilities, then the counts)."""
     now = timezone.now()
     due_soon = Q(due_at__gt=now, due_at__lt=Value(now) + _QuarterOfSla("policy__sla_minutes"))
     rows = (
@@ -277,16 +291,15 @@ def queue_counts(*, user: Any, since: dt.datetime | None = None) -> list[QueueCo
 def queue_capability_keys(*, user: Any) -> list[str]:
     """The keys of the capabilities whose queue ``user`` works: those they review, resolve
     escalations for, or own. One query."""
+    return list(_queue_capabilities(user).order_by("key").values_list("key", flat=True).distinct())
+
+
+def _queue_capabilities(user: Any) -> QuerySet[Capability]:
+    """The capabilities whose queue ``user`` works: those they review, resolve escalations
+    for, or own."""
     owned = Q(owner=user) | Q(owner_group__in=user.groups.all()) if user.is_active else Q(pk__in=[])
-    return list(
-        Capability.objects.filter(
-            Q(pk__in=reviewable_capabilities(user))
-            | Q(pk__in=escalation_capabilities(user))
-            | owned
-        )
-        .order_by("key")
-        .values_list("key", flat=True)
-        .distinct()
+    return Capability.objects.filter(
+        Q(pk__in=reviewable_capabilities(user)) | Q(pk__in=escalation_capabilities(user)) | owned
     )
 
 
@@ -302,9 +315,10 @@ def suggestion_list_for_client(
 def suggestion_list_for_token(
     *, token: ApiToken, status: str = "", capability: str = "", external_id: str = ""
 ) -> QuerySet[Suggestion]:
-    """What ``token`` may read, as ``can_view_suggestion`` says, in one query: its client's
-    suggestions of the capabilities within its scope (and its client's), newest first,
-    optionally filtered. Nothing for a token that no longer works."""
+    """What ``token`` may read, as ``can_view_suggestion`` says, in one query (and one more
+    to look up a ``capability`` filter's key): its client's suggestions of the capabilities
+    within its scope (and its client's), newest first, optionally filtered. Nothing for a
+    token that no longer works."""
     if not token_is_live(token):
         return Suggestion.objects.none()
     scope = Capability.objects.filter(api_tokens=token, api_clients=token.client_id)
@@ -346,6 +360,18 @@ def access_suggestion(principal: Any, suggestion_id: Any) -> Suggestion:
     return suggestion
 
 
+def suggestion_with_history(suggestion: Suggestion) -> Suggestion:
+    """``suggestion`` with its decisions (their reviewers joined) and its webhook deliveries
+    (their attempts too) loaded: three queries whatever their number, and none when they are
+    read afterwards (``suggestion.decisions.all()``, ``suggestion.webhooks.all()``)."""
+    prefetch_related_objects(
+        [suggestion],
+        Prefetch("decisions", queryset=Decision.objects.select_related("reviewer")),
+        Prefetch("webhooks", queryset=WebhookDelivery.objects.prefetch_related("tries")),
+    )
+    return suggestion
+
+
 def failed_executions_of(*, user: Any) -> QuerySet[Suggestion]:
     """Approved suggestions of the capabilities ``user`` manages whose execution failed and
     will not be tried again by itself (its attempts ran out), latest failure first."""
@@ -383,7 +409,12 @@ def _newest_first(
     if status:
         queryset = queryset.filter(status=status)
     if capability:
-        queryset = queryset.filter(capability__key=capability)
+        # The key is looked up first (one small query) and the id given as a value: a join
+        # would have the database fetch and sort every row of the capability, and a subquery
+        # leaves it guessing the capability's size; with the id it reads a small capability
+        # through the (capability, created_at) index, in order, and stops at the page's end.
+        found = list(Capability.objects.filter(key=capability).values_list("pk", flat=True)[:1])
+        queryset = queryset.filter(capability_id=found[0]) if found else queryset.none()
     if external_id:
         queryset = queryset.filter(external_id=external_id)
     return queryset.select_related("capability", "policy").order_by("-created_at", "-id")

@@ -46,6 +46,7 @@ from reviews.permissions import (
 from reviews.selectors import (
     access_suggestion,
     similar_decisions,
+    suggestion_with_history,
 )
 from reviews.services import (
     ReviewConflict,
@@ -348,7 +349,9 @@ def _add_service_errors(form: Form, exc: ValidationError, field_names: dict[str,
 def _render_review(
     request: HttpRequest, suggestion: Suggestion, bound_forms: dict[str, Form] | None = None
 ) -> HttpResponse:
-    decisions = list(suggestion.decisions.select_related("reviewer"))
+    # Loaded once for the page: the decision rules, the history and the webhooks all read them.
+    suggestion = suggestion_with_history(suggestion)
+    decisions = list(suggestion.decisions.all())
     now = timezone.now()
     state = _review_state(request.user, suggestion, now)
     forms: dict[str, Form] = {
