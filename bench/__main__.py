@@ -9,7 +9,9 @@ import argparse
 from bench import audit_bench, ingest_bench, review_bench
 from bench.common import django_setup
 
-BENCHMARKS = {"ingest": ingest_bench, "review": review_bench, "audit": audit_bench}
+# In this order: the review benchmark measures at 10,000 rows first, so it runs on the empty
+# database; ingestion then runs against a table of a million rows.
+BENCHMARKS = {"review": review_bench, "ingest": ingest_bench, "audit": audit_bench}
 
 
 def main() -> None:

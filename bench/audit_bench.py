@@ -87,8 +87,9 @@ def decision_setup(writers: int, count: int) -> dict[str, Any]:
     from guardian.shortcuts import assign_perm
 
     from audit.services import Actor
+    from bench.seed import bench_world
     from capabilities.models import Capability
-    from capabilities.services import api_client_create, capability_create, policy_active
+    from capabilities.services import capability_create, policy_active
     from reviews.models import Suggestion, SuggestionStatus
 
     user_model = get_user_model()
@@ -101,12 +102,7 @@ def decision_setup(writers: int, count: int) -> dict[str, Any]:
         auto_reject_below=Decimal("0.01"),
         actor=Actor.system("bench"),
     )
-    client = (
-        capability.api_clients.first()
-        or api_client_create(
-            name="bench-client", capabilities=[capability], actor=Actor.system("bench")
-        ).token.client
-    )
+    client = bench_world().client
     users = []
     for n in range(writers):
         user, created = user_model.objects.get_or_create(username=f"bench-writer{n}")

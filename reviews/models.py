@@ -174,6 +174,23 @@ class Suggestion(models.Model):
                 ),
                 name="suggestion_failed_for_good",
             ),
+            # The queue's counts (on every queue page and poll) read every open item of the
+            # reviewer's capabilities: this holds each column they read, so they are answered
+            # from the index alone, not from tens of thousands of scattered table rows.
+            models.Index(
+                fields=[
+                    "capability",
+                    "status",
+                    "created_at",
+                    "id",
+                    "due_at",
+                    "escalation_level",
+                    "api_client",
+                    "policy",
+                ],
+                condition=models.Q(status__in=["pending_review", "escalated"]),
+                name="suggestion_open_counts",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -257,6 +274,21 @@ class Decision(models.Model):
                 fields=["suggestion"],
                 condition=models.Q(is_final=True),
                 name="decision_one_final_per_suggestion",
+            ),
+        ]
+        indexes = [
+            # The queue leaves out what the reviewer already did: their approvals still waiting
+            # for a second person, and the items they escalated. Both are a handful of rows
+            # among the reviewer's thousands of final decisions.
+            models.Index(
+                fields=["reviewer", "suggestion"],
+                condition=models.Q(is_final=False, outcome="approved"),
+                name="decision_approval_waiting",
+            ),
+            models.Index(
+                fields=["reviewer", "suggestion"],
+                condition=models.Q(outcome="escalated"),
+                name="decision_escalated_by",
             ),
         ]
 

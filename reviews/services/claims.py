@@ -5,15 +5,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
 from reviews.models import Suggestion, sla_order_key
-from reviews.selectors import suggestions_decidable_by
+from reviews.selectors import (
+    first_ids_by_capability,
+    queue_scope,
+    suggestions_decidable_by,
+)
 from reviews.services.common import lock_suggestion
 from reviews.services.decisions import check_may_decide, claim_live
+
+# How many free items of each capability claim-next considers before scanning the queue.
+_CLAIM_CANDIDATES = 8
 
 
 def suggestion_claim_next(*, user: Any) -> Suggestion | None:
@@ -27,28 +34,39 @@ def suggestion_claim_next(*, user: Any) -> Suggestion | None:
     nothing is waiting.
     """
     now = timezone.now()
+    scope = queue_scope(user=user)
+    decidable = suggestions_decidable_by(user=user, scope=scope)
     with transaction.atomic():
         held = (
-            suggestions_decidable_by(user=user)
-            .filter(claimed_by=user, claim_expires_at__gt=now)
+            decidable.filter(claimed_by=user, claim_expires_at__gt=now)
             .order_by("created_at")
             .first()
         )
         if held is not None:
             return held
-        candidate = (
-            suggestions_decidable_by(user=user)
-            .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lte=now))
-            # The queue's order, so the scan follows its partial index over open items and
-            # stops at the first free one, however many decided rows the table holds.
-            .order_by(sla_order_key(), "created_at", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
+        # The queue's order, so each scan follows a partial index over open items and stops
+        # at the first free one, however many decided rows the table holds.
+        free = decidable.filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lte=now))
+        free = free.order_by(sla_order_key(), "created_at", "id")
+        # The first few free ones of each capability are found without locking (see
+        # first_ids_by_capability), and the first of them nobody else holds is taken. Should
+        # others have taken every one meanwhile, the whole queue is scanned.
+        candidates = first_ids_by_capability(free, scope.capability_ids, _CLAIM_CANDIDATES)
+        if candidates is None:
+            candidate = _lock_first(free)
+        else:
+            candidate = _lock_first(free.filter(pk__in=candidates))
+            if candidate is None and candidates:
+                candidate = _lock_first(free)
         if candidate is None:
             return None
         _claim(candidate, user, now)
         return candidate
+
+
+def _lock_first(suggestions: QuerySet[Suggestion]) -> Suggestion | None:
+    # SKIP LOCKED: a row another reviewer is claiming right now is passed over, not waited for.
+    return suggestions.select_for_update(skip_locked=True, of=("self",)).first()
 
 
 def suggestion_claim(*, user: Any, suggestion_id: Any) -> Suggestion:

@@ -131,6 +131,18 @@ def test_claim_next_takes_the_soonest_deadline_first_as_the_queue_shows(
     assert taken == [older.pk, newer.pk, oldest.pk]  # by deadline; none comes last
 
 
+def test_claim_next_takes_the_first_item_across_all_the_reviewers_capabilities(
+    capability, other_capability, api_client_row, make_reviewer
+):
+    api_client_row.capabilities.add(other_capability)
+    later = [submit(api_client_row, capability) for _ in range(3)]
+    first = submit(api_client_row, other_capability)
+    Suggestion.objects.filter(pk=first.pk).update(due_at=timezone.now() + dt.timedelta(hours=1))
+    both = [make_reviewer(capability, other_capability) for _ in range(4)]
+    taken = [suggestion_claim_next(user=reviewer).pk for reviewer in both]
+    assert taken == [first.pk, *(s.pk for s in later)]
+
+
 def test_claim_next_returns_the_item_already_held(capability, api_client_row, reviewer):
     submit(api_client_row, capability)
     submit(api_client_row, capability)
