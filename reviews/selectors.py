@@ -29,8 +29,11 @@ from django.utils import timezone
 
 from capabilities.models import ApiClient, ApiToken, Capability
 from capabilities.permissions import (
+    RESOLVE_ESCALATIONS,
+    REVIEW,
     can_manage_capability,
     can_view_suggestion,
+    capability_ids_with,
     escalation_capabilities,
     managed_capabilities,
     reviewable_capabilities,
@@ -71,31 +74,20 @@ class QueueScope:
 
 def queue_scope(*, user: Any, capability: str = "") -> QueueScope:
     """``user``'s ``QueueScope``, or only the capability with the key ``capability`` in it, if
-    given. One query."""
-    if not user.is_active:
-        return QueueScope(frozenset(), frozenset(), frozenset())
-    capabilities = _queue_capabilities(user)
+    given. Two queries: the permissions granted, then the capabilities kept and owned."""
+    granted = capability_ids_with(user, [REVIEW, RESOLVE_ESCALATIONS])
+    owned = _owned_by(user) if user.is_active else Q(pk__in=[])
+    capabilities = Capability.objects.filter(
+        Q(pk__in=granted[REVIEW] | granted[RESOLVE_ESCALATIONS]) | owned
+    )
     if capability:
         capabilities = capabilities.filter(key=capability)
-    rights = {
-        "reviews": Q(pk__in=reviewable_capabilities(user)),
-        "resolves": Q(pk__in=escalation_capabilities(user)),
-        "owns": _owned_by(user),
-    }
-    rows = list(
-        capabilities.annotate(
-            **{
-                name: ExpressionWrapper(q, output_field=BooleanField())
-                for name, q in rights.items()
-            }
-        )
-        .values_list("pk", *rights)
-        .distinct()
-    )
+    rows = capabilities.annotate(owns=ExpressionWrapper(owned, output_field=BooleanField()))
+    kept = dict(rows.values_list("pk", "owns").distinct())
     return QueueScope(
-        reviews=frozenset(row[0] for row in rows if row[1]),
-        resolves=frozenset(row[0] for row in rows if row[2]),
-        owns=frozenset(row[0] for row in rows if row[3]),
+        reviews=frozenset(granted[REVIEW] & kept.keys()),
+        resolves=frozenset(granted[RESOLVE_ESCALATIONS] & kept.keys()),
+        owns=frozenset(pk for pk, owns in kept.items() if owns),
     )
 
 

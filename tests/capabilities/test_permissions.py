@@ -4,8 +4,10 @@ import itertools
 
 import pytest
 from django.contrib.auth.models import Group
-from guardian.shortcuts import assign_perm
+from django.contrib.contenttypes.models import ContentType
+from guardian.shortcuts import assign_perm, get_objects_for_user
 
+from capabilities.models import Capability
 from capabilities.permissions import (
     MANAGE,
     RESOLVE_ESCALATIONS,
@@ -13,6 +15,7 @@ from capabilities.permissions import (
     can_manage_capability,
     can_resolve_escalations,
     can_review_capability,
+    capability_ids_with,
 )
 from tests.factories import UserFactory
 
@@ -25,7 +28,9 @@ PREDICATES = {
 }
 
 
-def test_predicates_agree_with_guardian_for_every_kind_of_grant(capability, other_capability):
+def users_of_every_kind(capability):
+    """A user for each kind of grant: direct, through a group, model-wide only, inactive,
+    superuser, none."""
     direct = UserFactory(username="direct")
     assign_perm(REVIEW, direct, capability)
     through_group = UserFactory(username="grouped")
@@ -38,8 +43,11 @@ def test_predicates_agree_with_guardian_for_every_kind_of_grant(capability, othe
     assign_perm(REVIEW, inactive, capability)
     superuser = UserFactory(username="root", is_superuser=True)
     nobody = UserFactory(username="nobody")
+    return [direct, through_group, global_only, inactive, superuser, nobody]
 
-    users = [direct, through_group, global_only, inactive, superuser, nobody]
+
+def test_predicates_agree_with_guardian_for_every_kind_of_grant(capability, other_capability):
+    users = users_of_every_kind(capability)
     answers = {}
     for user, (perm, predicate), cap in itertools.product(
         users, PREDICATES.items(), [capability, other_capability]
@@ -55,3 +63,18 @@ def test_predicates_agree_with_guardian_for_every_kind_of_grant(capability, othe
     assert answers["global", REVIEW, "refunds.issue"] is False
     assert answers["inactive", REVIEW, "refunds.issue"] is False
     assert answers["root", MANAGE, "content.moderate"] is True
+
+
+def test_capability_ids_with_agrees_with_guardian_in_one_query(
+    capability, other_capability, django_assert_max_num_queries
+):
+    perms = [REVIEW, RESOLVE_ESCALATIONS, MANAGE]
+    ContentType.objects.get_for_model(Capability)  # cached per process, as in production
+    for user in users_of_every_kind(capability):
+        with django_assert_max_num_queries(1):
+            granted = capability_ids_with(user, perms)
+        for perm in perms:
+            expected = get_objects_for_user(user, perm, klass=Capability, accept_global_perms=False)
+            if not user.is_active:
+                expected = Capability.objects.none()
+            assert granted[perm] == {c.pk for c in expected}, (user.username, perm)
