@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import Actor, Subject, audit_event_record
-from reviews.models import Suggestion, sla_order_key
+from reviews.models import OPEN_STATUSES, Suggestion, sla_order_key
 from reviews.selectors import (
     first_ids_by_capability,
     queue_scope,
@@ -37,13 +37,15 @@ def suggestion_claim_next(*, user: Any) -> Suggestion | None:
     scope = queue_scope(user=user)
     decidable = suggestions_decidable_by(user=user, scope=scope)
     with transaction.atomic():
-        held = (
-            decidable.filter(claimed_by=user, claim_expires_at__gt=now)
-            .order_by("created_at")
-            .first()
+        live_claims = Suggestion.objects.filter(
+            claimed_by=user, claim_expires_at__gt=now, status__in=OPEN_STATUSES
         )
-        if held is not None:
-            return held
+        # Usually there is none (the reviewer has just decided theirs): the cheap question
+        # first, through the claimer's index, before the full one.
+        if live_claims.exists():
+            held = decidable.filter(pk__in=live_claims.values("pk")).order_by("created_at").first()
+            if held is not None:
+                return held
         # The queue's order, so each scan follows a partial index over open items and stops
         # at the first free one, however many decided rows the table holds.
         free = decidable.filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lte=now))

@@ -123,3 +123,16 @@ def test_awkward_text_hashes_the_same_in_the_database_and_in_python():
     fields = {name: getattr(stored, name) for name in chain.EVENT_FIELDS}
     assert chain.event_hash(fields, stored.prev_hash) == stored.hash == event.hash
     assert stored.data == {awkward: [awkward, 1, None, True, {"n": "0.5"}]}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["audit_auditevent", "reviews_suggestion"])
+def test_the_largest_tables_carry_no_text_pattern_indexes(table):
+    """Every insert pays for every index; nothing queries these tables with LIKE 'prefix%',
+    so the varchar_pattern_ops twins PostgreSQL gets for indexed text columns are dropped."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
+            [table, "%pattern_ops%"],
+        )
+        assert cursor.fetchall() == []
