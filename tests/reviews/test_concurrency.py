@@ -1,10 +1,12 @@
 """Races between reviewers, on PostgreSQL with real connections and real commits."""
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 
 from audit.models import AuditEvent
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
@@ -73,3 +75,36 @@ def test_two_concurrent_decisions_on_one_item_leave_exactly_one(
         AuditEvent.objects.filter(subject_id=str(suggestion.pk), action="decision.recorded").count()
         == 1
     )
+
+
+def test_claim_next_passes_candidates_others_hold_and_scans_on(
+    capability, other_capability, api_client_row, make_reviewer, monkeypatch
+):
+    """Claim-next looks at the first few free items of each capability; when another
+    transaction holds every one of them, it scans the whole queue instead of giving up."""
+    monkeypatch.setattr("reviews.services.claims._CLAIM_CANDIDATES", 1)
+    api_client_row.capabilities.add(other_capability)
+    first, second = submit(api_client_row, capability), submit(api_client_row, other_capability)
+    third = submit(api_client_row, capability)
+    reviewer = make_reviewer(capability, other_capability)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold_the_candidates() -> None:
+        try:
+            with transaction.atomic():
+                rows = Suggestion.objects.select_for_update().filter(pk__in=[first.pk, second.pk])
+                assert len(rows) == 2
+                holding.set()
+                done.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_candidates)
+    holder.start()
+    try:
+        assert holding.wait(timeout=30)
+        claimed = suggestion_claim_next(user=reviewer)
+    finally:
+        done.set()
+        holder.join(timeout=30)
+    assert claimed is not None and claimed.pk == third.pk
