@@ -95,7 +95,7 @@ def queue_taken(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def claim_next(request: HttpRequest) -> HttpResponse:
-    """Claim the oldest item nobody holds and open it."""
+    """Claim the item the queue shows first that nobody holds, and open it."""
     suggestion = suggestion_claim_next(user=request.user)
     if suggestion is None:
         messages.info(request, "Nothing is waiting for you.")
