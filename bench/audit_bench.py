@@ -1,9 +1,8 @@
 """Audit trail benchmarks: audited decisions/s by writers, verification and export of a long chain.
 
-    make bench                       (or: .venv/bin/python -m bench.audit_bench --events 1000000)
+    make bench            (or: .venv/bin/python -m bench audit --events 1000000)
 
-Runs against its own PostgreSQL database (``BENCH_DATABASE_URL``, default
-``postgres://postgres@127.0.0.1:5432/signoff_bench``), which it migrates and fills. Every
+Runs against the benchmarks' PostgreSQL database (``bench.common.database_url``). Every
 throughput is printed with its ratio to a floor measured in the same run on the same machine,
 so the figures hold on a noisy machine:
 
@@ -22,15 +21,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import ROOT, django_setup, machine, now, run_processes, write_results
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args()
-    django_setup()
-    run(args)
+from bench.common import ROOT, machine, now, run_processes, write_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -248,7 +239,3 @@ def table(results: dict[str, Any]) -> list[str]:
         f"{e['peak_rss_mb']} MB | {e['small_events']:,} events: {e['peak_rss_mb_small']} MB | |"
     )
     return rows
-
-
-if __name__ == "__main__":
-    main()

@@ -31,7 +31,6 @@ from typing import Any
 from bench.common import (
     ROOT,
     database_url,
-    django_setup,
     machine,
     now,
     percentiles,
@@ -42,14 +41,6 @@ from bench.common import (
 REDIS_URL = "redis://127.0.0.1:6379/8"  # its own database, emptied after the run
 QUEUE = "bench-ingest"
 WARM_UP = 40  # requests to each endpoint before measuring
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args()
-    django_setup()
-    run(args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -303,7 +294,3 @@ def table(results: dict[str, Any]) -> list[str]:
         f"({b['floor_per_s']:,}/s) | {b['ratio']} |"
     )
     return rows
-
-
-if __name__ == "__main__":
-    main()

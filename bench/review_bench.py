@@ -22,20 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import django_setup, machine, now, percentiles, run_processes, write_results
+from bench.common import machine, now, percentiles, run_processes, write_results
 
 CLAIMS_ALONE = 60  # decisions by one reviewer at each size
 CLAIMS_EACH = 20  # decisions by each of 8 reviewers at each size
 PAGE_RENDERS = 200
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args()
-    prepare_environment()
-    django_setup()
-    run(args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -216,7 +207,3 @@ def table(results: dict[str, Any]) -> list[str]:
             f"| p50 {q['floor']['p50_ms']} ms | {q['ratio_p50']} |"
         )
     return rows
-
-
-if __name__ == "__main__":
-    main()
