@@ -63,31 +63,54 @@ class QueueScope:
     the permission subqueries, which a query per capability would otherwise repeat.
     """
 
+    keys: dict[int, str]  # every one of them: id -> key
     reviews: frozenset[int]  # their pending items
     resolves: frozenset[int]  # their escalated items
     owns: frozenset[int]  # their escalated items, once at the owner's rung
 
     @property
     def capability_ids(self) -> list[int]:
-        return sorted(self.reviews | self.resolves | self.owns)
+        return sorted(self.keys)
+
+    @property
+    def capability_keys(self) -> list[str]:
+        return sorted(self.keys.values())
+
+    def narrowed(self, capability: str) -> "QueueScope":
+        """Only the capability with the key ``capability`` (nothing, if it is not here);
+        all of it when ``capability`` is empty."""
+        if not capability:
+            return self
+        kept = {pk for pk, key in self.keys.items() if key == capability}
+        return QueueScope(
+            keys={pk: capability for pk in kept},
+            reviews=self.reviews & kept,
+            resolves=self.resolves & kept,
+            owns=self.owns & kept,
+        )
 
 
-def queue_scope(*, user: Any, capability: str = "") -> QueueScope:
-    """``user``'s ``QueueScope``, or only the capability with the key ``capability`` in it, if
-    given. Two queries: the permissions granted, then the capabilities kept and owned."""
+def queue_scope(*, user: Any) -> QueueScope:
+    """``user``'s ``QueueScope``: the capabilities they review, resolve escalations for, or
+    own. Two queries: the permissions granted, then the capabilities and which they own."""
     granted = capability_ids_with(user, [REVIEW, RESOLVE_ESCALATIONS])
     owned = _owned_by(user) if user.is_active else Q(pk__in=[])
-    capabilities = Capability.objects.filter(
-        Q(pk__in=granted[REVIEW] | granted[RESOLVE_ESCALATIONS]) | owned
+    rows = (
+        Capability.objects.filter(Q(pk__in=granted[REVIEW] | granted[RESOLVE_ESCALATIONS]) | owned)
+        .annotate(owns=ExpressionWrapper(owned, output_field=BooleanField()))
+        .values_list("pk", "key", "owns")
+        .distinct()
     )
-    if capability:
-        capabilities = capabilities.filter(key=capability)
-    rows = capabilities.annotate(owns=ExpressionWrapper(owned, output_field=BooleanField()))
-    kept = dict(rows.values_list("pk", "owns").distinct())
+    keys, owns = {}, set()
+    for pk, key, is_owned in rows:
+        keys[pk] = key
+        if is_owned:
+            owns.add(pk)
     return QueueScope(
-        reviews=frozenset(granted[REVIEW] & kept.keys()),
-        resolves=frozenset(granted[RESOLVE_ESCALATIONS] & kept.keys()),
-        owns=frozenset(pk for pk, owns in kept.items() if owns),
+        keys=keys,
+        reviews=frozenset(granted[REVIEW] & keys.keys()),
+        resolves=frozenset(granted[RESOLVE_ESCALATIONS] & keys.keys()),
+        owns=frozenset(owns),
     )
 
 
@@ -98,9 +121,9 @@ def suggestions_decidable_by(
     says: pending ones of capabilities they review, and escalated ones of capabilities they
     resolve escalations for or, once at the owner's rung of the ladder, own; except those
     they escalated themselves; only those of the capability with the key ``capability``, if
-    given. One query to learn their ``QueueScope`` (unless the caller passes it), then one for
-    the suggestions."""
-    scope = scope or queue_scope(user=user, capability=capability)
+    given. Two queries to learn their ``QueueScope`` (unless the caller passes it), then one
+    for the suggestions."""
+    scope = (scope or queue_scope(user=user)).narrowed(capability)
     # The two exclusions are the user's own decisions, looked up once through the decisions'
     # reviewer index (not once per candidate row, which costs a probe per open item).
     escalated_by_user = Decision.objects.filter(
@@ -228,13 +251,14 @@ def suggestion_queue_page(
     filters: QueueFilters | None = None,
     after: QueueCursor | None = None,
     size: int = 50,
+    scope: QueueScope | None = None,
 ) -> QueuePage:
     """One page of ``suggestion_queue``: the ``size`` rows after ``after`` in the sort order,
-    and the cursor of the next page. Three queries whatever the page (the user's capabilities,
-    the ids of the rows, the rows); no OFFSET and no COUNT, so a deep page costs what the first
-    one does."""
+    and the cursor of the next page. Two queries whatever the page (the ids of the rows, the
+    rows) after the user's ``QueueScope``, unless the caller passes it; no OFFSET and no
+    COUNT, so a deep page costs what the first one does."""
     filters = filters or QueueFilters()
-    scope = queue_scope(user=user, capability=filters.capability)
+    scope = (scope or queue_scope(user=user)).narrowed(filters.capability)
     queryset = suggestion_queue(user=user, filters=filters, scope=scope)
     if after is not None:
         queryset = _after(queryset, after)
@@ -321,14 +345,16 @@ class QueueCount:
     new: int = 0  # submitted after the ``since`` given to ``queue_counts``
 
 
-def queue_counts(*, user: Any, since: dt.datetime | None = None) -> list[QueueCount]:
+def queue_counts(
+    *, user: Any, since: dt.datetime | None = None, scope: QueueScope | None = None
+) -> list[QueueCount]:
     """How many open items wait per capability for ``user``, since when, how many are due
-    soon or overdue, and how many arrived after ``since``. Two queries (the user's
-    capabilities, then the counts)."""
+    soon or overdue, and how many arrived after ``since``. One query after the user's
+    ``QueueScope``, unless the caller passes it."""
     now = timezone.now()
     due_soon = Q(due_at__gt=now, due_at__lt=Value(now) + _QuarterOfSla("policy__sla_minutes"))
     rows = (
-        suggestions_decidable_by(user=user)
+        suggestions_decidable_by(user=user, scope=scope)
         .order_by()
         .values("capability__key")
         .annotate(
@@ -346,24 +372,6 @@ def queue_counts(*, user: Any, since: dt.datetime | None = None) -> list[QueueCo
         )
         for r in rows
     ]
-
-
-def queue_capability_keys(*, user: Any) -> list[str]:
-    """The keys of the capabilities whose queue ``user`` works: those they review, resolve
-    escalations for, or own. One query."""
-    return list(_queue_capabilities(user).order_by("key").values_list("key", flat=True).distinct())
-
-
-def _queue_capabilities(user: Any) -> QuerySet[Capability]:
-    """The capabilities whose queue ``user`` works: those they review, resolve escalations
-    for, or own."""
-    if not user.is_active:
-        return Capability.objects.none()
-    return Capability.objects.filter(
-        Q(pk__in=reviewable_capabilities(user))
-        | Q(pk__in=escalation_capabilities(user))
-        | _owned_by(user)
-    )
 
 
 def _owned_by(user: Any) -> Q:

@@ -14,8 +14,9 @@ from django.views.decorators.http import require_POST, require_safe
 from reviews.forms import QueueCountsForm, QueueFilterForm
 from reviews.models import OPEN_STATUSES
 from reviews.selectors import (
-    queue_capability_keys,
+    QueueScope,
     queue_counts,
+    queue_scope,
     suggestion_list_for_user,
     suggestion_queue_page,
 )
@@ -36,7 +37,8 @@ def queue(request: HttpRequest) -> HttpResponse:
     first by default), 50 a page, with the counts on top. Invalid filters are shown as form
     errors, with no rows."""
     now = timezone.now()
-    form = QueueFilterForm(request.GET, capability_keys=queue_capability_keys(user=request.user))
+    scope = queue_scope(user=request.user)  # read once for the filters, the rows and the counts
+    form = QueueFilterForm(request.GET, capability_keys=scope.capability_keys)
     page = None
     if form.is_valid():
         page = suggestion_queue_page(
@@ -44,12 +46,10 @@ def queue(request: HttpRequest) -> HttpResponse:
             filters=form.queue_filters(),
             after=form.page_cursor(),
             size=QUEUE_PAGE_SIZE,
+            scope=scope,
         )
-    return render(
-        request,
-        "reviews/queue.html",
-        {"form": form, "page": page, "now": now, **_counts_context(request.user, since=now)},
-    )
+    counts = _counts_context(request.user, since=now, scope=scope)
+    return render(request, "reviews/queue.html", {"form": form, "page": page, "now": now, **counts})
 
 
 @login_required
@@ -103,8 +103,10 @@ def claim_next(request: HttpRequest) -> HttpResponse:
     return redirect("reviews:review", pk=suggestion.pk)
 
 
-def _counts_context(user: Any, since: dt.datetime | None) -> dict[str, Any]:
-    counts = queue_counts(user=user, since=since)
+def _counts_context(
+    user: Any, since: dt.datetime | None, scope: QueueScope | None = None
+) -> dict[str, Any]:
+    counts = queue_counts(user=user, since=since, scope=scope)
     return {
         "counts": counts,
         "waiting": sum(count.waiting for count in counts),
