@@ -81,7 +81,10 @@ class UserAccessAdmin(UserAdmin):  # type: ignore[type-arg]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        if "roles" not in form.cleaned_data:  # the add form has no access fields
+        # The add form has no access fields; a save that leaves them as they were must not
+        # touch access at all: the form shows roles and capabilities apart, so re-granting
+        # every role on every capability would widen what a user held role by capability.
+        if not {"roles", "capabilities"} & set(form.changed_data):
             return
         user = form.instance
         actor = Actor.user(request.user)
@@ -92,11 +95,18 @@ class UserAccessAdmin(UserAdmin):  # type: ignore[type-arg]
         for role in sorted(before_roles - roles):
             role_revoke(user=user, role=role, actor=actor)
         dropped = sorted(before_capabilities - capabilities, key=str)
-        kept = sorted(capabilities, key=str)
+        added = sorted(capabilities - before_capabilities, key=str)
         for role in sorted(roles):
             if dropped:
                 role_revoke(user=user, role=role, capabilities=dropped, actor=actor)
-            role_grant(user=user, role=role, capabilities=kept, actor=actor)
+            # A role newly ticked applies on every capability ticked; a role kept, only on
+            # the capabilities newly ticked.
+            if role not in before_roles:
+                role_grant(
+                    user=user, role=role, capabilities=sorted(capabilities, key=str), actor=actor
+                )
+            elif added:
+                role_grant(user=user, role=role, capabilities=added, actor=actor)
 
 
 admin.site.unregister(User)

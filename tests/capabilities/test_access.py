@@ -156,6 +156,38 @@ def test_roles_changed_in_the_user_admin_are_audited_as_the_administrator(
     assert events("permission.revoked")[-1].capability == "refunds.issue"
 
 
+def test_saving_a_user_without_touching_access_grants_nothing(client, capability, other_capability):
+    admin_user = UserFactory(username="ada")
+    role_grant(user=admin_user, role="administrator", actor=TESTS)
+    rita = UserFactory(username="rita")
+    role_grant(user=rita, role="reviewer", capabilities=[capability], actor=TESTS)
+    role_grant(user=rita, role="manager", capabilities=[other_capability], actor=TESTS)
+    client.force_login(admin_user)
+    url = f"/admin/auth/user/{rita.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    posted = {
+        "username": "rita",
+        "first_name": "",
+        "last_name": "",
+        "email": "rita@example.com",  # the only change
+        "is_active": "on",
+        "roles": form["roles"].initial,
+        "capabilities": [c.pk for c in form["capabilities"].initial],
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "_save": "Save",
+    }
+    grants_before = AuditEvent.objects.filter(action__in=["role.granted", "permission.granted"])
+    count = grants_before.count()
+
+    response = client.post(url, posted)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert not can_review_capability(rita, other_capability)
+    assert not can_manage_capability(rita, capability)
+    assert grants_before.count() == count
+
+
 def test_the_user_admin_cannot_edit_groups_or_permissions_directly(client):
     admin_user = UserFactory(username="ada")
     role_grant(user=admin_user, role="administrator", actor=TESTS)
