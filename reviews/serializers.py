@@ -7,7 +7,6 @@ non-finite numbers, and nested at most ``MAX_JSON_DEPTH`` levels).
 """
 
 import math
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,13 +18,12 @@ from rest_framework import serializers
 from capabilities.models import Capability
 from reviews.models import Decision, DecisionOutcome, ExecutionStatus, Suggestion, SuggestionStatus
 from reviews.services import ModelInfo, Usage
+from reviews.services.common import storable_text
 
 MAX_JSON_DEPTH = 32
 MAX_BATCH_ITEMS = 1000
 # PostgreSQL's integer column, which PositiveIntegerField uses.
 MAX_DB_INTEGER = 2**31 - 1
-
-_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 
 
 class ConfidenceField(serializers.FloatField):
@@ -93,7 +91,7 @@ class JSONObjectField(serializers.JSONField):
                 if isinstance(value, dict):
                     pending.extend((key, depth) for key in value)
             elif isinstance(value, str):
-                if _UNSTORABLE_CHARACTERS.search(value):
+                if not storable_text(value):
                     self.fail("bad_character")
             elif isinstance(value, float) and not math.isfinite(value):
                 self.fail("not_finite")
@@ -229,10 +227,14 @@ class SubmissionsField(serializers.ListField):
 
 
 def _capabilities_named_in(items: list[Any]) -> dict[str, Capability]:
+    # Read before the items are checked, so only keys that could be stored are looked up (a
+    # NUL character would fail the query); the item's own check refuses the others.
     keys = {
         item["capability"]
         for item in items
-        if isinstance(item, Mapping) and isinstance(item.get("capability"), str)
+        if isinstance(item, Mapping)
+        and isinstance(item.get("capability"), str)
+        and storable_text(item["capability"])
     }
     return {capability.key: capability for capability in Capability.objects.filter(key__in=keys)}
 

@@ -1,6 +1,7 @@
 """What every review service shares: its errors, the row lock, and the work a decision or an
 execution starts."""
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,14 @@ from reviews.services.webhooks import (
     webhook_schedule,
     webhooks_schedule,
 )
+
+# What PostgreSQL cannot store in a text or JSON value: NUL, and surrogates with no pair.
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> bool:
+    """Can ``text`` be stored as it is? A value that cannot would fail its insert."""
+    return not _UNSTORABLE_CHARACTERS.search(text)
 
 
 class ReviewConflict(Exception):

@@ -34,6 +34,7 @@ from django.utils import timezone
 from capabilities.models import ApiClient, ApiToken, Capability
 from capabilities.permissions import can_submit_to_capability
 from reviews.models import IdempotencyKey, IdempotencyState
+from reviews.services.common import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -274,5 +275,9 @@ def _is_abandoned(row: IdempotencyKey) -> bool:
 
 
 def _capability_key(body: Any) -> str:
+    """The capability the body names, for the retries page; "" when it names none that could
+    be stored (the body is not checked yet: a NUL character would fail the insert)."""
     capability = body.get("capability") if isinstance(body, dict) else None
-    return capability[:_CAPABILITY_KEY_MAX_LENGTH] if isinstance(capability, str) else ""
+    if not isinstance(capability, str) or not storable_text(capability):
+        return ""
+    return capability[:_CAPABILITY_KEY_MAX_LENGTH]

@@ -658,3 +658,12 @@ def test_the_schema_documents_the_batch_endpoint(client):
 
 def test_the_docs_page_loads(client):
     assert client.get("/api/v1/docs/").status_code == 200
+
+
+@pytest.mark.parametrize("key", ["refunds\x00issue", "refunds\ud800issue"])
+def test_an_unstorable_capability_is_refused_in_its_place(api, key):
+    answer = answered(post(api, {"items": [small_item(1), {**small_item(2), "capability": key}]}))
+    assert (answer["created"], answer["failed"]) == (1, 1)
+    refused = answer["results"][1]
+    assert refused["status"] == 400
+    assert list(refused["error"]["fields"]) == ["capability"]

@@ -502,3 +502,15 @@ def test_fifty_concurrent_requests_with_one_key_submit_once(issued):
     key = IdempotencyKey.objects.get()
     assert key.state == IdempotencyState.COMPLETED
     assert key.replays == len(created) - 1
+
+
+@pytest.mark.parametrize("key", ["refunds\x00issue", "refunds\ud800issue"])
+def test_an_unstorable_capability_with_a_key_is_400_not_a_server_error(api, key):
+    """The key is claimed before the body is checked: what it records of the body must be
+    storable whatever the body holds."""
+    raw = json.dumps(body(capability=key))
+    response = post(api, raw)
+    error = assert_error(response, 400, "invalid")
+    assert "capability" in error["fields"]
+    assert not Suggestion.objects.exists()
+    assert post(api, raw).status_code == 400  # replayed, still not a server error
