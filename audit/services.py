@@ -84,14 +84,7 @@ def audit_event_record(
     callers wait for each other's commit; keep the surrounding transaction short.
     """
     _require_transaction("audit_event_record")
-    fields = _event_fields(NewEvent(actor, action, subject, data, capability))
-    if connection.vendor == "postgresql":
-        [event], head = _append_in_one_statement([fields])
-    else:
-        event, head = _append(fields)
-    checkpoint_request = _checkpoint_request(head, event)
-    if checkpoint_request:
-        AuditChainHead.objects.filter(pk=1).update(**checkpoint_request)
+    [event] = audit_events_record([NewEvent(actor, action, subject, data, capability)])
     return event
 
 
@@ -154,16 +147,6 @@ def _event_fields(event: NewEvent) -> dict[str, Any]:
 
 def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in chain.EVENT_FIELDS}
-
-
-def _append(fields: dict[str, Any]) -> tuple[AuditEvent, AuditChainHead]:
-    """Lock the head, hash in Python, insert, move the head: any database."""
-    head = _lock_chain_head()
-    fields = {**fields, "sequence": head.sequence + 1, "occurred_at": timezone.now()}
-    digest = chain.event_hash(fields, head.hash)
-    event = AuditEvent.objects.create(**fields, prev_hash=head.hash, hash=digest)
-    AuditChainHead.objects.filter(pk=1).update(sequence=event.sequence, hash=digest)
-    return event, head
 
 
 # Lock the head, insert the events hashed by the database, and move the head: one round trip.
