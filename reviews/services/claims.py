@@ -16,8 +16,8 @@ from reviews.selectors import (
     queue_scope,
     suggestions_decidable_by,
 )
-from reviews.services.common import lock_suggestion
-from reviews.services.decisions import check_may_decide, claim_live
+from reviews.services.common import claim_live, lock_suggestion
+from reviews.services.decisions import check_may_decide
 
 # How many free items of each capability claim-next considers before scanning the queue.
 _CLAIM_CANDIDATES = 8

@@ -1,6 +1,7 @@
 """What every review service shares: its errors, the row lock, and the work a decision or an
 execution starts."""
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,11 @@ class ClaimedByOther(ReviewConflict):
 
 class DecisionRefused(ReviewConflict):
     """A decision rule forbids it (four eyes, one's own submission); the refusal is audited."""
+
+
+def claim_live(suggestion: Suggestion, now: dt.datetime) -> bool:
+    """Does someone hold ``suggestion`` at ``now``?"""
+    return suggestion.claim_expires_at is not None and suggestion.claim_expires_at > now
 
 
 def lock_suggestion(suggestion_id: Any) -> Suggestion:

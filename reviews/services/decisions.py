@@ -13,13 +13,14 @@ from audit.services import Actor, Subject, audit_event_record
 from capabilities.schemas import schema_errors
 from reviews.diffing import payload_changes
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
-from reviews.permissions import SENIOR_LEVEL, approvers_of, can_decide_suggestion
+from reviews.permissions import SENIOR_LEVEL, approvers_of, can_decide_suggestion, submitted_by
 from reviews.services.common import (
     AlreadyDecided,
     ClaimedByOther,
     DecisionRefused,
     after_approval,
     after_final_decision,
+    claim_live,
     lock_suggestion,
 )
 from reviews.services.escalation import sla_deadline
@@ -101,7 +102,7 @@ REFUSALS = {
 
 def _refusal(user: Any, suggestion: Suggestion, outcome: str, final: Any) -> str | None:
     """Which decision rule, if any, forbids this decision (beyond permissions and claims)."""
-    if suggestion.api_client is not None and suggestion.api_client.user_id == user.pk:
+    if submitted_by(user, suggestion):
         return "own_submission"
     if outcome == DecisionOutcome.APPROVED and user.pk in approvers_of(suggestion, final):
         return "second_approval_by_same_person"
@@ -196,7 +197,3 @@ def check_may_decide(user: Any, suggestion: Suggestion, now: dt.datetime) -> Non
         raise PermissionDenied("You may not decide this suggestion.")
     if suggestion.claimed_by_id not in (None, user.pk) and claim_live(suggestion, now):
         raise ClaimedByOther(f"{suggestion.claimed_by} is reviewing this suggestion.")
-
-
-def claim_live(suggestion: Suggestion, now: dt.datetime) -> bool:
-    return suggestion.claim_expires_at is not None and suggestion.claim_expires_at > now

@@ -32,7 +32,7 @@ from reviews.models import (
     SuggestionStatus,
 )
 from reviews.permissions import OWNER_LEVEL
-from reviews.services.common import after_approval, after_final_decision
+from reviews.services.common import after_approval, after_final_decision, claim_live
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def _apply_default(suggestion: Suggestion, now: dt.datetime) -> EscalationStep:
 def _release_claim(suggestion: Suggestion, now: dt.datetime) -> str | None:
     """Drop the claim on a suggestion that changes hands; the holder's name if it was live."""
     holder = suggestion.claimed_by
-    live = suggestion.claim_expires_at is not None and suggestion.claim_expires_at > now
+    live = claim_live(suggestion, now)
     suggestion.claimed_by = None
     suggestion.claim_expires_at = None
     return holder.get_username() if holder is not None and live else None
