@@ -166,7 +166,7 @@ def test_an_unknown_user_is_named_and_nothing_is_created(capability):
     assert counts() == before
 
 
-@pytest.mark.parametrize("days", ["0", "-1", "soon", "nan"])
+@pytest.mark.parametrize("days", ["0", "-1", "soon", "nan", "1e7"])
 def test_an_expiry_that_is_not_a_positive_number_of_days_is_refused(capability, days):
     before = counts()
 
@@ -253,8 +253,15 @@ def test_issue_without_capabilities_scopes_the_token_to_the_whole_client(helpdes
         (["helpdesk", "--capability", "nope.act"], r"Unknown capability key\(s\): nope\.act"),
         (["helpdesk", "--capability", "payments.send"], "Outside the capabilities of API client"),
         (["helpdesk", "--expires-in", "0"], "expires-in"),
+        (["helpdesk", "--expires-in", "1e7"], "expires-in"),
     ],
-    ids=["unknown-client", "unknown-capability", "capability-outside-the-client", "expiry-zero"],
+    ids=[
+        "unknown-client",
+        "unknown-capability",
+        "capability-outside-the-client",
+        "expiry-zero",
+        "expiry-past-the-calendar",
+    ],
 )
 def test_issue_refuses_clearly_and_changes_nothing(helpdesk, args, message):
     CapabilityFactory(key="payments.send")
@@ -362,7 +369,7 @@ def test_rotate_refuses_a_revoked_token(capability):
     assert state() == before
 
 
-@pytest.mark.parametrize("hours", ["-1", "later"])
+@pytest.mark.parametrize("hours", ["-1", "later", "1e12"])
 def test_rotate_refuses_an_overlap_that_is_not_zero_or_more_hours(capability, hours):
     issued = ApiClientFactory.issue(capabilities=[capability])
     before = state()

@@ -26,25 +26,30 @@ from capabilities.services import (
 ACTOR = Actor.system("api_token")
 
 
+# No span a token is given (days to expiry, hours of overlap) needs more; a larger one would
+# overflow the date it is added to.
+LONGEST_SPAN = 36_500
+
+
 def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(text) from None
-    if not value > 0 or value == float("inf"):
+    value = non_negative_number(text)
+    if value == 0:
         raise ValueError(text)
     return value
 
 
 def non_negative_number(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(text) from None
+    if not 0 <= value <= LONGEST_SPAN:  # also NaN and infinity
         raise ValueError(text)
     return value
 
 
-positive_number.__name__ = "positive number"
-non_negative_number.__name__ = "number of hours (0 or more)"
+positive_number.__name__ = f"positive number (at most {LONGEST_SPAN})"
+non_negative_number.__name__ = f"number of hours (0 to {LONGEST_SPAN})"
 
 
 class Command(BaseCommand):
