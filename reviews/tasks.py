@@ -30,9 +30,9 @@ def run_outbox_item(item_id: int) -> str:
     # enqueued: the sweep runs it again once it is stale, which is one more attempt, never a
     # second effect.
     if retry_at is not None:
-        outbox_retry_at(item_id=item.pk, when=retry_at)
+        outbox_retry_at(item=item, when=retry_at)
         return f"retry at {retry_at.isoformat()}"
-    outbox_done(item_id=item.pk)
+    outbox_done(item=item)
     return "done"
 
 

@@ -124,16 +124,26 @@ def outbox_sweep(*, now: dt.datetime | None = None) -> int:
     return count
 
 
-def outbox_done(*, item_id: int) -> None:
-    """The work of ``item_id`` is finished: the sweep forgets it."""
-    OutboxItem.objects.filter(pk=item_id, done_at__isnull=True).update(done_at=timezone.now())
+def outbox_done(*, item: OutboxItem) -> None:
+    """The work of ``item``, as its job loaded it, is finished: the sweep forgets it.
+
+    Unless the work was asked for again meanwhile (``outbox_add`` on an open item moves it to
+    a new time: a manager's retry of an execution that had just failed, say): then the item
+    stays open for the job that request enqueues, which would otherwise find it done.
+    """
+    _as_loaded(item).update(done_at=timezone.now())
 
 
-def outbox_retry_at(*, item_id: int, when: dt.datetime) -> None:
-    """Run the work of ``item_id`` again at ``when`` (a retry with back-off): the sweep enqueues
-    it once it is due."""
-    OutboxItem.objects.filter(pk=item_id, done_at__isnull=True).update(
-        available_at=when, enqueued_at=None
+def outbox_retry_at(*, item: OutboxItem, when: dt.datetime) -> None:
+    """Run the work of ``item``, as its job loaded it, again at ``when`` (a retry with
+    back-off): the sweep enqueues it once it is due. A request made meanwhile stands, as for
+    ``outbox_done``."""
+    _as_loaded(item).update(available_at=when, enqueued_at=None)
+
+
+def _as_loaded(item: OutboxItem) -> QuerySet[OutboxItem]:
+    return OutboxItem.objects.filter(
+        pk=item.pk, done_at__isnull=True, available_at=item.available_at
     )
 
 

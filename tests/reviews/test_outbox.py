@@ -3,10 +3,12 @@
 import datetime as dt
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from reviews.models import ExecutionStatus, OutboxItem, OutboxKind
-from reviews.services import decision_record, outbox_sweep
+from reviews.services import decision_record, outbox_done, outbox_sweep
+from reviews.services.outbox import outbox_add, outbox_item, outbox_retry_at
 from tests.factories import submit
 
 pytestmark = pytest.mark.django_db
@@ -64,3 +66,25 @@ def test_the_sweep_re_enqueues_work_lost_in_the_queue_only_once_it_is_stale(
     assert outbox_sweep(now=later) == 1
     item = OutboxItem.objects.get()
     assert item.done_at is not None and item.enqueue_count == 2
+
+
+def test_work_asked_for_again_while_its_job_ran_is_not_closed_by_that_job(
+    capability, api_client_row, reviewer, django_capture_on_commit_callbacks
+):
+    """A job loads its item, does the work, then closes it. Should the same work be asked for
+    again in between (a manager's retry of an execution that has just failed), closing it
+    would leave the new request's job nothing to do: the item must stay open for it."""
+    suggestion = submit(api_client_row, capability)
+    with django_capture_on_commit_callbacks(execute=False):
+        decision_record(user=reviewer, suggestion_id=suggestion.pk, outcome="approved")
+    loaded = outbox_item(OutboxItem.objects.get().pk)
+
+    with transaction.atomic(), django_capture_on_commit_callbacks(execute=False):
+        outbox_add(kind=OutboxKind.EXECUTE, ref=str(suggestion.pk))  # asked for again
+    outbox_done(item=loaded)
+    assert OutboxItem.objects.get().done_at is None
+    outbox_retry_at(item=loaded, when=timezone.now() + dt.timedelta(hours=1))
+    assert OutboxItem.objects.get().available_at <= timezone.now()  # the new request stands
+
+    outbox_done(item=outbox_item(loaded.pk))  # as its own job loads it
+    assert OutboxItem.objects.get().done_at is not None
