@@ -150,6 +150,16 @@ def suggestions_decidable_by(
     )
 
 
+def suggestions_in_queue_scope(*, scope: QueueScope) -> QuerySet[Suggestion]:
+    """Every suggestion, open or decided, that a queue of ``scope`` may show: those of the
+    capabilities its user reviews or resolves escalations for, and of those they own once at
+    the owner's rung; for telling which rows a queue page shows have changed since."""
+    return Suggestion.objects.filter(
+        Q(capability_id__in=scope.reviews | scope.resolves)
+        | Q(capability_id__in=scope.owns, escalation_level__gte=OWNER_LEVEL)
+    )
+
+
 QUEUE_SORTS = ("due", "oldest")
 QUEUE_CURSOR_SALT = "reviews.queue.cursor"
 

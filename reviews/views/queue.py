@@ -17,8 +17,8 @@ from reviews.selectors import (
     QueueScope,
     queue_counts,
     queue_scope,
-    suggestion_list_for_user,
     suggestion_queue_page,
+    suggestions_in_queue_scope,
 )
 from reviews.services import (
     suggestion_claim_next,
@@ -67,7 +67,7 @@ def queue_counts_fragment(request: HttpRequest) -> HttpResponse:
 def queue_taken(request: HttpRequest) -> HttpResponse:
     """Which of the rows the queue page shows (``ids``: comma-separated, at most 100) are no
     longer there for the user: decided, or held by someone else's live claim. Only suggestions
-    the user may read are reported; others are left out, as if they did not exist."""
+    their queue may show are reported; others are left out, as if they did not exist."""
     raw = [part.strip() for part in request.GET.get("ids", "").split(",") if part.strip()]
     if len(raw) > QUEUE_TAKEN_MAX_IDS:
         return HttpResponseBadRequest(f"At most {QUEUE_TAKEN_MAX_IDS} ids.")
@@ -78,7 +78,9 @@ def queue_taken(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     taken: dict[str, str] = {}
     if ids:
-        suggestions = suggestion_list_for_user(user=request.user).filter(pk__in=ids)
+        # The rows a queue page may show, an owner's escalations included.
+        scope = queue_scope(user=request.user)
+        suggestions = suggestions_in_queue_scope(scope=scope).filter(pk__in=ids)
         for suggestion in suggestions.select_related("claimed_by"):
             if suggestion.status not in OPEN_STATUSES:
                 taken[str(suggestion.pk)] = "decided"

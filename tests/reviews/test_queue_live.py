@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from capabilities.models import ApiClient, Capability
 from reviews.models import Suggestion, SuggestionStatus
+from reviews.permissions import OWNER_LEVEL
 from reviews.services import suggestion_claim
-from tests.factories import ApiClientFactory, submit
+from tests.factories import ApiClientFactory, UserFactory, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +98,22 @@ def test_queue_rows_carry_their_id_and_the_page_where_to_ask(
     content = client.get(QUEUE).content.decode()
     assert f'data-suggestion-id="{suggestion.pk}"' in content
     assert f'data-queue-taken-url="{TAKEN}"' in content
+
+
+def test_an_owners_escalations_are_reported_too(
+    client: Client, senior: Any, api_client_row: ApiClient, capability: Capability
+):
+    """An owner without any review right sees the escalations that reach the owner's rung in
+    their queue: those rows are checked like any other."""
+    owner = UserFactory(username="olivia")
+    Capability.objects.filter(pk=capability.pk).update(owner=owner)
+    escalated = submit(api_client_row, capability, external_id="escalated")
+    Suggestion.objects.filter(pk=escalated.pk).update(
+        status=SuggestionStatus.ESCALATED, escalation_level=OWNER_LEVEL
+    )
+    suggestion_claim(user=senior, suggestion_id=escalated.pk)
+    below = submit(api_client_row, capability, external_id="below")
+    Suggestion.objects.filter(pk=below.pk).update(status=SuggestionStatus.REJECTED)
+    client.force_login(owner)
+
+    assert taken(client, escalated, below) == {str(escalated.pk): "claimed by sam"}
