@@ -4,7 +4,7 @@ predicates in ``capabilities.permissions``. Pages and services both ask here."""
 from typing import Any
 
 from capabilities.permissions import can_resolve_escalations, can_review_capability
-from reviews.models import DecisionOutcome, Suggestion, SuggestionStatus
+from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
 
 # The rungs of the escalation ladder (``Suggestion.escalation_level``): who decides there.
 REVIEWERS_LEVEL = 0
@@ -21,17 +21,22 @@ def escalated_by(suggestion: Suggestion) -> set[int]:
     }
 
 
-def approvers_of(suggestion: Suggestion, payload: Any) -> set[int]:
-    """Ids of the users whose approval of ``payload`` is counted towards the suggestion's
-    required approvals (an approval that did not close it yet). Uses prefetched decisions."""
-    return {
-        decision.reviewer_id
+def approvals_of(suggestion: Suggestion, payload: Any) -> list[Decision]:
+    """The approvals of ``payload`` counted towards the suggestion's required approvals (by a
+    person, and not closing it yet), in order. Uses prefetched decisions."""
+    return [
+        decision
         for decision in suggestion.decisions.all()
         if decision.outcome == DecisionOutcome.APPROVED
         and not decision.is_final
         and decision.reviewer_id is not None
         and decision.final_payload == payload
-    }
+    ]
+
+
+def approvers_of(suggestion: Suggestion, payload: Any) -> set[int]:
+    """Ids of the users whose approval of ``payload`` is counted (``approvals_of``)."""
+    return {decision.reviewer_id for decision in approvals_of(suggestion, payload)}  # type: ignore[misc]  # by people
 
 
 def submitted_by(user: Any, suggestion: Suggestion) -> bool:

@@ -29,7 +29,6 @@ from capabilities.schemas import schema_errors
 from reviews.diffing import payload_changes, payload_line_diff, pretty_json
 from reviews.forms import ApproveForm, EscalateForm, PayloadEditForm, RejectForm
 from reviews.models import (
-    Decision,
     DecisionOutcome,
     Suggestion,
     SuggestionStatus,
@@ -38,6 +37,7 @@ from reviews.permissions import (
     OWNER_LEVEL,
     REVIEWERS_LEVEL,
     SENIOR_LEVEL,
+    approvals_of,
     approvers_of,
     can_decide_suggestion,
     escalated_by,
@@ -376,7 +376,7 @@ def _render_review(
             "events": audit_events_for(subject_type="suggestion", subject_id=str(suggestion.pk)),
             "state": state,
             "override_diff": override_diff,
-            "approvals": _approvals(suggestion, decisions),
+            "approvals": _approvals(suggestion),
             "similar": similar_decisions(suggestion),
             "sla_clock": _sla_clock(suggestion, now),
             "confidence_meaning": _confidence_meaning(suggestion),
@@ -458,18 +458,15 @@ def _render_edit(
     )
 
 
-def _approvals(suggestion: Suggestion, decisions: list[Decision]) -> dict[str, Any] | None:
-    """Four-eyes progress of an open suggestion: who approved its proposal, and how many must."""
+def _approvals(suggestion: Suggestion) -> dict[str, Any] | None:
+    """Four-eyes progress of an open suggestion: who approved its proposal, and how many must
+    (the approvals the decision rules count: ``approvals_of``)."""
     required = suggestion.policy.required_approvals
     if required < 2 or not suggestion.is_open:
         return None
     names = [
-        d.reviewer.get_username()
-        for d in decisions
-        if d.outcome == DecisionOutcome.APPROVED
-        and not d.is_final
-        and d.reviewer is not None
-        and d.final_payload == suggestion.proposal
+        d.reviewer.get_username()  # type: ignore[union-attr]  # approvals are by people
+        for d in approvals_of(suggestion, suggestion.proposal)
     ]
     return {"given": len(names), "required": required, "by": names}
 
