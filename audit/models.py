@@ -32,6 +32,7 @@ class AuditAction(models.TextChoices):
     ROLE_GRANTED = "role.granted", "Role granted"
     ROLE_REVOKED = "role.revoked", "Role revoked"
     USER_CREATED = "user.created", "User created"
+    USER_UPDATED = "user.updated", "User updated"
     LOGIN_LOCKED_OUT = "login.locked_out", "Login locked out"
 
 

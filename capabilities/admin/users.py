@@ -16,7 +16,8 @@ from django.contrib.auth.forms import UserChangeForm
 from django.http import HttpRequest
 from guardian.shortcuts import get_objects_for_user
 
-from audit.services import Actor
+from audit.models import AuditAction
+from audit.services import Actor, Subject, audit_event_record
 from capabilities.models import Capability
 from capabilities.roles import ROLES
 from capabilities.services import role_grant, role_revoke
@@ -78,6 +79,26 @@ class UserAccessAdmin(UserAdmin):  # type: ignore[type-arg]
         ("Access", {"fields": ("is_active", "roles", "capabilities", "is_staff", "is_superuser")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Creating a user and switching one on or off change who may do anything at all (every
+        # predicate checks is_active): audited in the admin's own transaction, as roles are.
+        super().save_model(request, obj, form, change)
+        if not change:
+            action, data = AuditAction.USER_CREATED, {"user": obj.get_username(), "via": "admin"}
+        elif "is_active" in form.changed_data:
+            action, data = (
+                AuditAction.USER_UPDATED,
+                {"user": obj.get_username(), "is_active": obj.is_active},
+            )
+        else:
+            return
+        audit_event_record(
+            actor=Actor.user(request.user),
+            action=action,
+            subject=Subject("user", str(obj.pk)),
+            data=data,
+        )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)

@@ -3,6 +3,7 @@
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
@@ -14,6 +15,8 @@ from capabilities.permissions import (
 )
 from capabilities.services import role_grant, role_revoke
 from tests.factories import UserFactory
+
+User = get_user_model()
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +199,44 @@ def test_the_user_admin_cannot_edit_groups_or_permissions_directly(client):
     fields = client.get(f"/admin/auth/user/{rita.pk}/change/").context["adminform"].form.fields
     assert "groups" not in fields and "user_permissions" not in fields
     assert "is_superuser" not in fields and "is_staff" not in fields
+
+
+def test_creating_and_deactivating_a_user_in_the_admin_are_audited(client):
+    admin_user = UserFactory(username="ada")
+    role_grant(user=admin_user, role="administrator", actor=TESTS)
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "newton",
+            "password1": "a-long-enough-pass-7",
+            "password2": "a-long-enough-pass-7",
+            "usable_password": "true",
+            "_save": "Save",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    created = events("user.created")[-1]
+    assert (created.actor_label, created.data) == ("ada", {"user": "newton", "via": "admin"})
+
+    newton = User.objects.get(username="newton")
+    url = f"/admin/auth/user/{newton.pk}/change/"
+    posted = {
+        "username": "newton",
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "roles": [],
+        "capabilities": [],
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "_save": "Save",
+    }  # is_active left out: unticked
+    response = client.post(url, posted)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    newton.refresh_from_db()
+    assert not newton.is_active
+    updated = events("user.updated")[-1]
+    assert (updated.actor_label, updated.data) == ("ada", {"user": "newton", "is_active": False})
+    client.post(url, posted)  # saved again, unchanged: nothing more to record
+    assert len(events("user.updated")) == 1
