@@ -16,7 +16,9 @@ from capabilities.permissions import (
     can_resolve_escalations,
     can_review_capability,
     capability_ids_with,
+    managed_capabilities,
 )
+from reviews.templatetags.signoff_roles import manages_capabilities
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -78,3 +80,15 @@ def test_capability_ids_with_agrees_with_guardian_in_one_query(
             if not user.is_active:
                 expected = Capability.objects.none()
             assert granted[perm] == {c.pk for c in expected}, (user.username, perm)
+
+
+def test_the_navigation_asks_whether_a_user_manages_any_capability_as_guardian_answers(
+    capability, other_capability, django_assert_max_num_queries
+):
+    manager = UserFactory(username="maya")
+    assign_perm(MANAGE, manager, other_capability)
+    ContentType.objects.get_for_model(Capability)  # cached per process, as in production
+    for user in [*users_of_every_kind(capability), manager]:
+        with django_assert_max_num_queries(1):
+            answer = manages_capabilities(user)
+        assert answer is managed_capabilities(user).exists(), user.username
