@@ -236,7 +236,9 @@ def _replay(row: IdempotencyKey, *, request_hash: str, principal: Any) -> Idempo
             f"The first request with this {IDEMPOTENCY_HEADER} is still in progress; retry "
             "shortly to get its answer."
         )
-    capability = Capability.objects.filter(key=row.capability_key).first()
+    capability = (
+        Capability.objects.filter(key=row.capability_key).first() if row.capability_key else None
+    )
     if capability is not None and not can_submit_to_capability(principal, capability):
         # The key belongs to the client; its tokens may differ in scope.
         raise PermissionDenied(f"This token may not submit to {capability.key}.")
