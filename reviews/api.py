@@ -47,6 +47,8 @@ from reviews.serializers import (
     SuggestionListQuerySerializer,
     SuggestionSerializer,
     SuggestionSubmitSerializer,
+    shared,
+    validated,
 )
 from reviews.services import (
     IDEMPOTENCY_HEADER,
@@ -389,19 +391,16 @@ class SuggestionListCreateApi(SubmissionApi):
         return self._submit_once(request)
 
     def _submit(self, request: Request, token: ApiToken) -> Response:
-        serializer = SuggestionSubmitSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        submission = validated(shared(SuggestionSubmitSerializer), request.data)
         try:
             # The service checks the token's scope (can_submit_to_capability) before anything
             # else, the payload's schema included, and stores nothing when it refuses.
-            suggestion = suggestion_submit(
-                client=token.client, token=token, **serializer.validated_data
-            )
+            suggestion = suggestion_submit(client=token.client, token=token, **submission)
         except PermissionDenied as exc:
             raise CapabilityNotInScope(str(exc)) from None
         location = reverse("suggestion-detail", kwargs={"suggestion_id": suggestion.pk})
         return Response(
-            SuggestionSerializer(suggestion).data,
+            shared(SuggestionSerializer).to_representation(suggestion),
             status=status.HTTP_201_CREATED,
             headers={"Location": location},
         )
@@ -481,9 +480,8 @@ class SuggestionBatchApi(SubmissionApi):
             )
             for index, item in enumerate(checked)
         ]
-        created = [result["suggestion"] for result in results if "suggestion" in result]
-        prefetch_related_objects(created, _decisions_with_reviewers())
-        answer = {"created": len(created), "failed": len(results) - len(created)}
+        created = sum(1 for result in results if "suggestion" in result)
+        answer = {"created": created, "failed": len(results) - created}
         return Response(SuggestionBatchAnswerSerializer({**answer, "results": results}).data)
 
     def _result(self, index: int, outcome: Suggestion | Exception) -> dict[str, Any]:
@@ -531,7 +529,7 @@ class SuggestionDetailApi(APIView):
         principal = request.auth if isinstance(request.auth, ApiToken) else request.user
         suggestion = access_suggestion(principal, suggestion_id)
         prefetch_related_objects([suggestion], _decisions_with_reviewers())
-        return Response(SuggestionSerializer(suggestion).data)
+        return Response(shared(SuggestionSerializer).to_representation(suggestion))
 
 
 @csrf_exempt  # it changes nothing, whatever the method

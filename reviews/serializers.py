@@ -25,6 +25,22 @@ MAX_BATCH_ITEMS = 1000
 # PostgreSQL's integer column, which PositiveIntegerField uses.
 MAX_DB_INTEGER = 2**31 - 1
 
+_shared: dict[type[serializers.BaseSerializer], Any] = {}
+
+
+def shared[S: serializers.BaseSerializer](serializer_class: type[S]) -> S:
+    """The one unbound instance of ``serializer_class`` this process checks bodies with
+    (``validated``) and represents objects with (``to_representation``).
+
+    Building a serializer deep-copies its declared fields, nested serializers included, which
+    costs more than one use of them: for one suggestion in or out, more than the checking or
+    representing itself. Neither call keeps anything on the instance, so one serves every
+    request, on any thread.
+    """
+    if serializer_class not in _shared:
+        _shared[serializer_class] = serializer_class()
+    return _shared[serializer_class]
+
 
 class ConfidenceField(serializers.FloatField):
     """A JSON number in [0, 1]. Strings, booleans, NaN and infinities are refused.
@@ -112,6 +128,16 @@ class HttpUrlField(serializers.URLField):
 
 
 # --- Input ------------------------------------------------------------------------------------
+
+
+def validated(serializer: serializers.Serializer, data: Any) -> Any:
+    """``data`` checked by ``serializer``: its validated data, or the ``ValidationError`` that
+    ``is_valid(raise_exception=True)`` would raise, with the same details. Nothing is kept on
+    ``serializer``, so one instance can check many bodies (see ``shared``)."""
+    try:
+        return serializer.run_validation(data)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError(serializers.as_serializer_error(exc)) from None
 
 
 class SubmittedModelSerializer(serializers.Serializer):
@@ -220,9 +246,9 @@ class SubmissionsField(serializers.ListField):
         checked: list[Any] = []
         for item in data:
             try:
-                checked.append(item_serializer.run_validation(item))
+                checked.append(validated(item_serializer, item))
             except serializers.ValidationError as exc:
-                checked.append(serializers.ValidationError(serializers.as_serializer_error(exc)))
+                checked.append(exc)
         return checked
 
 

@@ -104,7 +104,8 @@ def suggestion_submit(
     """Accept a suggestion from ``client``, redact it, and route it by the active policy.
 
     Writes the suggestion, the policy's decision when it routes automatically, and the
-    ``suggestion.received`` and ``suggestion.routed`` events in one transaction. An
+    ``suggestion.received`` and ``suggestion.routed`` events in one transaction; the returned
+    suggestion's ``decisions`` are read without a query. An
     auto-approved suggestion's handler is enqueued on commit. Raises ``PermissionDenied`` when
     the capability is outside the scope of ``token`` (the API always passes the caller's), or
     of ``client`` for internal callers, and ``ValidationError`` naming ``payload`` when the
@@ -138,6 +139,7 @@ def suggestion_submit(
             after_approval(suggestion)
         # Last: the chain head stays locked from here until the commit.
         audit_events_record(prepared.events)
+    _keep_decisions(prepared)
     return suggestion
 
 
@@ -149,7 +151,8 @@ def suggestions_submit_many(
 ) -> list[Suggestion | Refusal]:
     """Accept a batch of suggestions from ``client``: each as ``suggestion_submit`` would.
 
-    Returns one outcome per submission, in their order: the stored suggestion, or the
+    Returns one outcome per submission, in their order: the stored suggestion (its
+    ``decisions`` read without a query), or the
     ``PermissionDenied`` or ``ValidationError`` that ``suggestion_submit`` would have raised
     for it; a refused submission stores nothing and does not stop the others. Every accepted
     one gets the same rows, audit events (with the same data) and follow-up work (its handler
@@ -313,4 +316,19 @@ def _write_many(submissions: list[Submission], *, client: ApiClient) -> list[Sug
         after_approvals([s for s in decided if s.status == SuggestionStatus.AUTO_APPROVED])
         # Last: the chain head stays locked from here until the commit.
         audit_events_record([event for item in prepared for event in item.events])
+    for item in prepared:
+        _keep_decisions(item)
     return suggestions
+
+
+def _keep_decisions(prepared: _Prepared) -> None:
+    """Let ``suggestion.decisions.all()`` answer the decision just written with the suggestion
+    (or none) without a query, as ``prefetch_related`` would have left it: a new suggestion
+    has no other. Its answer to the caller shows them."""
+    suggestion = prepared.suggestion
+    # Django keeps prefetched rows as a queryset with its results filled in, under the
+    # relation's name (DRF's own update views clear the same cache); no public call fills it.
+    decisions = Decision.objects.filter(suggestion=suggestion)
+    decisions._result_cache = [prepared.decision] if prepared.decision is not None else []
+    decisions._prefetch_done = True  # type: ignore[attr-defined]
+    suggestion._prefetched_objects_cache = {"decisions": decisions}  # type: ignore[attr-defined]

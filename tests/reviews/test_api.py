@@ -371,6 +371,18 @@ def test_submission_is_routed_by_confidence_and_says_why(
         assert decision["outcome"] == ("approved" if status == "auto_approved" else "rejected")
 
 
+@pytest.mark.parametrize("confidence", [0.95, 0.5, 0.1])
+def test_the_answer_is_what_reading_the_suggestion_shows_without_reading_it_back(api, confidence):
+    with CaptureQueriesContext(connection) as submitted:
+        response = api.post(URL, valid_body(confidence=confidence), format="json")
+
+    assert response.status_code == 201, response.content
+    # The answer's decisions are the ones just written, not read back.
+    assert not [q for q in submitted.captured_queries if 'FROM "reviews_decision"' in q["sql"]]
+    read = api.get(response["Location"])
+    assert response.json() == read.json()
+
+
 def test_minimal_submission_takes_the_defaults(api):
     body = {
         "capability": "refunds.issue",
