@@ -326,9 +326,10 @@ def _keep_decisions(prepared: _Prepared) -> None:
     (or none) without a query, as ``prefetch_related`` would have left it: a new suggestion
     has no other. Its answer to the caller shows them."""
     suggestion = prepared.suggestion
-    # Django keeps prefetched rows as a queryset with its results filled in, under the
-    # relation's name (DRF's own update views clear the same cache); no public call fills it.
-    decisions = Decision.objects.filter(suggestion=suggestion)
+    # Django keeps prefetched rows as the relation's queryset with its results filled in,
+    # under the relation's name (DRF's own update views clear the same cache); no public call
+    # fills it.
+    decisions = suggestion.decisions.all()
     decisions._result_cache = [prepared.decision] if prepared.decision is not None else []
     decisions._prefetch_done = True  # type: ignore[attr-defined]
     suggestion._prefetched_objects_cache = {"decisions": decisions}  # type: ignore[attr-defined]
