@@ -65,10 +65,19 @@ class Suggestion(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    capability = models.ForeignKey(Capability, on_delete=models.PROTECT, related_name="suggestions")
+    # No index of their own for ``capability`` and ``api_client``: the composite indexes below
+    # start with them and serve every lookup one would, and each index costs every insert.
+    capability = models.ForeignKey(
+        Capability, on_delete=models.PROTECT, related_name="suggestions", db_index=False
+    )
     policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="suggestions")
     api_client = models.ForeignKey(
-        ApiClient, on_delete=models.PROTECT, related_name="suggestions", null=True, blank=True
+        ApiClient,
+        on_delete=models.PROTECT,
+        related_name="suggestions",
+        null=True,
+        blank=True,
+        db_index=False,
     )
     external_id = models.CharField(max_length=200, blank=True)
     # SHA-256 of the payload's canonical JSON: the same proposal, whoever made it and when.
