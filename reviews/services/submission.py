@@ -104,12 +104,12 @@ def suggestion_submit(
     """Accept a suggestion from ``client``, redact it, and route it by the active policy.
 
     Writes the suggestion, the policy's decision when it routes automatically, and the
-    ``suggestion.received`` and ``suggestion.routed`` events in one transaction; the returned
-    suggestion's ``decisions`` are read without a query. An
-    auto-approved suggestion's handler is enqueued on commit. Raises ``PermissionDenied`` when
-    the capability is outside the scope of ``token`` (the API always passes the caller's), or
-    of ``client`` for internal callers, and ``ValidationError`` naming ``payload`` when the
-    payload does not satisfy the capability's schema; nothing is stored then.
+    ``suggestion.received`` and ``suggestion.routed`` events in one transaction, and returns
+    the suggestion with its ``decisions`` loaded. An auto-approved suggestion's handler is
+    enqueued on commit. Raises ``PermissionDenied`` when the capability is outside the scope
+    of ``token`` (the API always passes the caller's), or of ``client`` for internal callers,
+    and ``ValidationError`` naming ``payload`` when the payload does not satisfy the
+    capability's schema; nothing is stored then.
     """
     submission = Submission(
         capability=capability,
@@ -152,14 +152,14 @@ def suggestions_submit_many(
     """Accept a batch of suggestions from ``client``: each as ``suggestion_submit`` would.
 
     Returns one outcome per submission, in their order: the stored suggestion (its
-    ``decisions`` read without a query), or the
-    ``PermissionDenied`` or ``ValidationError`` that ``suggestion_submit`` would have raised
-    for it; a refused submission stores nothing and does not stop the others. Every accepted
-    one gets the same rows, audit events (with the same data) and follow-up work (its handler
-    and its webhook, through the outbox) as through ``suggestion_submit``. They are written in
-    one transaction, all or none, in a number of statements that grows with the capabilities
-    the batch names, not with its size; the chain head is locked only for the last of them.
-    Raises ``PermissionDenied``, storing nothing, when ``token`` belongs to another client.
+    ``decisions`` loaded), or the ``PermissionDenied`` or ``ValidationError`` that
+    ``suggestion_submit`` would have raised for it; a refused submission stores nothing and
+    does not stop the others. Every accepted one gets the same rows, audit events (with the
+    same data) and follow-up work (its handler and its webhook, through the outbox) as through
+    ``suggestion_submit``. They are written in one transaction, all or none, in a number of
+    statements that grows with the capabilities the batch names, not with its size; the chain
+    head is locked only for the last of them. Raises ``PermissionDenied``, storing nothing,
+    when ``token`` belongs to another client.
     """
     _check_caller(client, token)
     in_scope = _scope(client, token)
@@ -322,9 +322,9 @@ def _write_many(submissions: list[Submission], *, client: ApiClient) -> list[Sug
 
 
 def _keep_decisions(prepared: _Prepared) -> None:
-    """Let ``suggestion.decisions.all()`` answer the decision just written with the suggestion
-    (or none) without a query, as ``prefetch_related`` would have left it: a new suggestion
-    has no other. Its answer to the caller shows them."""
+    """Load the suggestion's ``decisions`` with the one just written with it, or none: a new
+    suggestion has no other. ``suggestion.decisions.all()`` then answers without a query, as
+    after ``prefetch_related``, and so does the answer that shows them to the caller."""
     suggestion = prepared.suggestion
     # Django keeps prefetched rows as the relation's queryset with its results filled in,
     # under the relation's name (DRF's own update views clear the same cache); no public call

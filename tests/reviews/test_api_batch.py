@@ -456,6 +456,17 @@ def test_query_count_does_not_grow_with_the_batch(api, django_assert_num_queries
     assert len(ten.captured_queries) < 25
 
 
+def test_each_created_item_is_what_reading_its_suggestion_shows(api):
+    with CaptureQueriesContext(connection) as submitted:
+        answer = answered(post(api, {"items": mixed_items(6)}))
+
+    # The answer's decisions are the ones just written, not read back.
+    assert not [q for q in submitted.captured_queries if 'FROM "reviews_decision"' in q["sql"]]
+    for result in answer["results"]:
+        read = api.get(f"{SINGLE_URL}{result['suggestion']['id']}/")
+        assert result["suggestion"] == read.json()
+
+
 # --- Idempotency --------------------------------------------------------------------------------
 
 
