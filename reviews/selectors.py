@@ -124,8 +124,9 @@ def suggestions_decidable_by(
     given. Two queries to learn their ``QueueScope`` (unless the caller passes it), then one
     for the suggestions."""
     scope = (scope or queue_scope(user=user)).narrowed(capability)
-    # The two exclusions are the user's own decisions, looked up once through the decisions'
-    # reviewer index (not once per candidate row, which costs a probe per open item).
+    # The exclusions are looked up once, through the decisions' reviewer index and the
+    # clients' user: not once per candidate row, which costs a probe or a join per open item.
+    own_clients = ApiClient.objects.filter(user=user).values("pk")
     escalated_by_user = Decision.objects.filter(
         outcome=DecisionOutcome.ESCALATED, reviewer=user
     ).values("suggestion_id")
@@ -146,7 +147,7 @@ def suggestions_decidable_by(
             | Q(Q(status=SuggestionStatus.ESCALATED) & escalated & ~Q(pk__in=escalated_by_user))
         )
         .exclude(pk__in=approved_by_user)
-        .exclude(api_client__user=user)
+        .exclude(api_client__in=own_clients)
     )
 
 
@@ -362,11 +363,13 @@ def queue_counts(
     soon or overdue, and how many arrived after ``since``. One query after the user's
     ``QueueScope``, unless the caller passes it."""
     now = timezone.now()
+    scope = scope or queue_scope(user=user)
     due_soon = Q(due_at__gt=now, due_at__lt=Value(now) + _QuarterOfSla("policy__sla_minutes"))
+    # Grouped by the capability's id, which the scope names: no join to read its key per row.
     rows = (
         suggestions_decidable_by(user=user, scope=scope)
         .order_by()
-        .values("capability__key")
+        .values("capability_id")
         .annotate(
             waiting=Count("id"),
             oldest=Min("created_at"),
@@ -374,14 +377,19 @@ def queue_counts(
             overdue=Count("id", filter=Q(due_at__lte=now)),
             new=Count("id", filter=Q(created_at__gt=since)) if since else Value(0),
         )
-        .order_by("capability__key")
     )
-    return [
+    counts = [
         QueueCount(
-            r["capability__key"], r["waiting"], r["oldest"], r["due_soon"], r["overdue"], r["new"]
+            scope.keys[r["capability_id"]],
+            r["waiting"],
+            r["oldest"],
+            r["due_soon"],
+            r["overdue"],
+            r["new"],
         )
         for r in rows
     ]
+    return sorted(counts, key=lambda count: count.capability_key)
 
 
 def _owned_by(user: Any) -> Q:

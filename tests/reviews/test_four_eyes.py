@@ -9,7 +9,7 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from capabilities.services import policy_publish
 from reviews.models import Decision, ExecutionStatus, SuggestionStatus
-from reviews.selectors import suggestion_queue
+from reviews.selectors import queue_counts, suggestion_queue
 from reviews.services import DecisionRefused, decision_record, suggestion_claim_next
 from tests.factories import submit
 
@@ -119,6 +119,7 @@ def test_nobody_decides_what_they_submitted_and_the_refusal_is_audited(
     client.save()
     suggestion = submit(client, capability)
     assert suggestion not in suggestion_queue(user=rita)
+    assert queue_counts(user=rita) == []
     assert suggestion_claim_next(user=rita) is None
     for outcome, reason in (("approved", ""), ("rejected", "Typo"), ("escalated", "Unsure")):
         with pytest.raises(DecisionRefused, match="You submitted this suggestion"):
