@@ -154,14 +154,26 @@ class Suggestion(models.Model):
                 condition=models.Q(status__in=["pending_review", "escalated"]),
                 name="suggestion_open_sla_order",
             ),
-            # The same order within one capability: the queue filtered by capability.
+            # The same order within one capability: the queue filtered by capability, and each
+            # capability's first rows of a reviewer's queue (``first_ids_by_capability``). It
+            # also holds every column the queue's conditions and counts read, after the unique
+            # ``id`` (so they change no order): the queue reads it in order and alone, with no
+            # table row to fetch per candidate, and the counts, reading every open item of the
+            # reviewer's capabilities, are answered from it alone too.
             models.Index(
                 F("capability"),
                 sla_order_key(),
                 F("created_at"),
                 F("id"),
+                F("status"),
+                F("due_at"),
+                F("escalation_level"),
+                F("api_client"),
+                F("policy"),
+                F("claimed_by"),
+                F("claim_expires_at"),
                 condition=models.Q(status__in=["pending_review", "escalated"]),
-                name="suggestion_open_cap_sla_order",
+                name="suggestion_open_cap_order",
             ),
             # Open items oldest first: the queue sorted by age. The plain ``created_at`` index
             # would walk every decided item older than the first open one.
@@ -187,23 +199,6 @@ class Suggestion(models.Model):
             # the field, which on PostgreSQL adds a text-pattern twin for LIKE queries that
             # nobody runs, and every submission would pay for both.
             models.Index(fields=["fingerprint"], name="suggestion_fingerprint"),
-            # The queue's counts (on every queue page and poll) read every open item of the
-            # reviewer's capabilities: this holds each column they read, so they are answered
-            # from the index alone, not from tens of thousands of scattered table rows.
-            models.Index(
-                fields=[
-                    "capability",
-                    "status",
-                    "created_at",
-                    "id",
-                    "due_at",
-                    "escalation_level",
-                    "api_client",
-                    "policy",
-                ],
-                condition=models.Q(status__in=["pending_review", "escalated"]),
-                name="suggestion_open_counts",
-            ),
         ]
         constraints = [
             models.CheckConstraint(
