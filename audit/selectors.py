@@ -2,17 +2,26 @@
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from django.db import connection
-from django.db.models import CharField, Func, QuerySet, TextField
+from django.db import connection, connections
+from django.db.models import CharField, Func, Max, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 
 from audit import chain
 from audit.export import COLUMNS
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from audit.verification import Checkpoint
+from audit.verification import (
+    Checkpoint,
+    Report,
+    Slice,
+    verify_events,
+    verify_in_slices,
+    verify_slice,
+)
 
 
 def audit_events_for(*, subject_type: str, subject_id: str) -> QuerySet[AuditEvent]:
@@ -117,3 +126,68 @@ def audit_chain_head() -> tuple[int, str]:
     """The (sequence, hash) the database records as the chain's end."""
     head = AuditChainHead.objects.filter(pk=1).values_list("sequence", "hash").first()
     return head if head is not None else (0, chain.GENESIS_HASH)
+
+
+def audit_chain_verify(
+    *,
+    checkpoints: Sequence[Checkpoint] | None = None,
+    public_key: str = "",
+    jobs: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Verify the chain as stored: every event's hash, link and number from event 1, the
+    signed ``checkpoints`` (by default the database's own), and the recorded head.
+
+    The walk covers the events stored when it begins, up to the last of them, read with the
+    head in one statement: events appended meanwhile are left to the next run instead of
+    disagreeing with a head read earlier. The database's checkpoints are read before that,
+    so none can be newer than the events walked (a checkpoint beyond them means events were
+    removed). With ``jobs`` above 1 the chain is cut into as many slices of consecutive
+    events, walked at once in as many processes, each with its own database connection, and
+    joined: the report names the problem a single walk would have stopped at first.
+    ``progress`` hears of a single walk's progress only. SQLite, the embedded default of small
+    installations, is walked in one process.
+    """
+    if checkpoints is None:
+        checkpoints = audit_checkpoints()
+    head, last = _head_and_last_sequence()
+    if jobs <= 1 or last < 2 or connection.vendor == "sqlite":
+        return verify_events(
+            audit_event_rows(_events_between(1, last)),
+            checkpoints=checkpoints,
+            head=head,
+            public_key=public_key,
+            progress=progress,
+        )
+    return verify_in_slices(
+        last, jobs, _walk_in_processes, checkpoints=checkpoints, head=head, public_key=public_key
+    )
+
+
+def _walk_in_processes(parts: list[Slice]) -> list[Report]:
+    connections.close_all()  # each process opens its own connection
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=len(parts), mp_context=context) as pool:
+        return list(pool.map(_verify_slice_stored, parts))
+
+
+def _head_and_last_sequence() -> tuple[tuple[int, str], int]:
+    """The recorded head and the last stored event's number, as of one moment."""
+    last_sequence = Subquery(AuditEvent.objects.order_by("-sequence").values("sequence")[:1])
+    row = AuditChainHead.objects.filter(pk=1).values_list("sequence", "hash", last_sequence).first()
+    if row is None:
+        last = AuditEvent.objects.aggregate(top=Max("sequence"))["top"]
+        return (0, chain.GENESIS_HASH), last or 0
+    sequence, head_hash, last = row
+    return (sequence, head_hash), last or 0
+
+
+def _events_between(low: int, high: int) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(sequence__range=(low, high)).order_by("sequence")
+
+
+def _verify_slice_stored(part: Slice) -> Report:
+    try:
+        return verify_slice(audit_event_rows(_events_between(part.low, part.high)), part)
+    finally:
+        connections.close_all()

@@ -33,7 +33,7 @@ def test_verify_reports_an_intact_chain_with_its_speed(record_events):
     out, err = run("audit_verify")
     assert "OK: the chain is intact (#1 to #12" in out
     assert re.search(r"12 events in [\d.]+ s \([\d,]+/s\)", out)
-    assert "Verifying 12 events" in err
+    assert "Verifying the chain" in err
 
 
 def test_verify_exits_non_zero_naming_the_first_bad_event(record_events, tamper):

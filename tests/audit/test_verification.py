@@ -6,17 +6,43 @@ from audit import chain
 from audit.models import AuditChainHead, AuditEvent
 from audit.selectors import audit_chain_head, audit_checkpoints, audit_event_rows
 from audit.services import audit_checkpoint_write
-from audit.verification import verify_events
+from audit.verification import Report, verify_events, verify_in_slices, verify_slice
 
 pytestmark = pytest.mark.django_db
 
 
-def verify(*, with_checkpoints: bool = False, with_head: bool = True):
-    return verify_events(
-        audit_event_rows(AuditEvent.objects.order_by("sequence")),
-        checkpoints=audit_checkpoints() if with_checkpoints else (),
-        head=audit_chain_head() if with_head else None,
-    )
+def verify(*, with_checkpoints: bool = False, with_head: bool = True) -> Report:
+    """The walk of the stored chain; and, for every way of cutting it into slices, a check
+    that walking the slices apart and joining them finds the same (see ``sliced``)."""
+    rows = list(audit_event_rows(AuditEvent.objects.order_by("sequence")))
+    checkpoints = audit_checkpoints() if with_checkpoints else []
+    head = audit_chain_head() if with_head else None
+    report = verify_events(iter(rows), checkpoints=checkpoints, head=head)
+    last = max((row["sequence"] for row in rows), default=0)
+    for parts in range(2, last + 1):
+        joined = sliced(rows, parts, checkpoints, head)
+        assert joined.problem == report.problem, f"cut into {parts}"
+        assert (joined.events, joined.last_sequence, joined.last_hash) == (
+            report.events,
+            report.last_sequence,
+            report.last_hash,
+        ), f"cut into {parts}"
+        assert joined.checkpoints_checked == report.checkpoints_checked
+    return report
+
+
+def sliced(rows, parts, checkpoints, head) -> Report:
+    """What ``audit_chain_verify(jobs=parts)`` does, in one process: the rows cut into
+    slices of consecutive numbers, each walked on its own, the reports joined."""
+
+    def walk(parts):
+        return [
+            verify_slice([row for row in rows if part.low <= row["sequence"] <= part.high], part)
+            for part in parts
+        ]
+
+    last = max(row["sequence"] for row in rows)
+    return verify_in_slices(last, parts, walk, checkpoints=checkpoints, head=head)
 
 
 def hash_of(sequence: int) -> str:
@@ -106,6 +132,19 @@ def test_a_carefully_forged_event_breaks_the_link_of_the_next(record_events, tam
     problem = verify().problem
     assert problem.sequence == 7
     assert problem.kind == "reordered"  # the real #6, pushed to #7
+
+
+def test_an_event_rehashed_in_place_breaks_the_link_of_the_next(record_events, tamper):
+    """Edited and hashed again, an event verifies on its own; the next one's link does not."""
+    record_events(10)
+    (row,) = audit_event_rows(AuditEvent.objects.filter(sequence=6))
+    edited = {**row, "actor_label": "mallory"}
+    tamper(
+        "UPDATE audit_auditevent SET actor_label = 'mallory', hash = %s WHERE sequence = 6",
+        [chain.event_hash(edited, row["prev_hash"])],
+    )
+    problem = verify(with_head=False).problem
+    assert (problem.sequence, problem.kind) == (7, "broken_link")
 
 
 def test_an_event_appended_behind_the_heads_back_is_caught(record_events, tamper):
