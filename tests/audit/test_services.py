@@ -126,6 +126,17 @@ def test_awkward_text_hashes_the_same_in_the_database_and_in_python():
 
 
 @pytest.mark.postgres
+def test_the_suggestion_table_is_vacuumed_after_one_percent_of_its_rows_change():
+    """The queue's index-only scans stay index-only as claims and decisions change pages
+    (``reviews/migrations/0010``)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'reviews_suggestion'")
+        (options,) = cursor.fetchone()
+    assert "autovacuum_vacuum_scale_factor=0.01" in options
+    assert "autovacuum_vacuum_insert_scale_factor=0.01" in options
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize("table", ["audit_auditevent", "reviews_suggestion"])
 def test_the_largest_tables_carry_no_text_pattern_indexes(table):
     """Every insert pays for every index; nothing queries these tables with LIKE 'prefix%',
