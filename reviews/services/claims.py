@@ -68,7 +68,11 @@ def suggestion_claim_next(*, user: Any) -> Suggestion | None:
 
 def _lock_first(suggestions: QuerySet[Suggestion]) -> Suggestion | None:
     # SKIP LOCKED: a row another reviewer is claiming right now is passed over, not waited for.
-    return suggestions.select_for_update(skip_locked=True, of=("self",)).first()
+    # Its capability comes along (unlocked), for the audit event's key.
+    locked = suggestions.select_related("capability").select_for_update(
+        skip_locked=True, of=("self",)
+    )
+    return locked.first()
 
 
 def suggestion_claim(*, user: Any, suggestion_id: Any) -> Suggestion:

@@ -118,6 +118,8 @@ def test_claim_next_takes_the_oldest_waiting_item(capability, api_client_row, re
     assert claimed.pk == first.pk
     assert claimed.claimed_by == reviewer
     assert actions_for(first)[-1] == "suggestion.claimed"
+    event = AuditEvent.objects.get(subject_id=str(first.pk), action="suggestion.claimed")
+    assert (event.capability, event.actor_label) == (capability.key, reviewer.username)
 
 
 def test_claim_next_takes_the_soonest_deadline_first_as_the_queue_shows(
