@@ -154,7 +154,7 @@ def audit_chain_verify(
     head, last = _head_and_last_sequence()
     if jobs <= 1 or last < 2 or connection.vendor == "sqlite":
         return verify_events(
-            audit_event_rows(_events_between(1, last)),
+            audit_event_rows(_events_in(Slice(1, last, (), 0))),
             checkpoints=checkpoints,
             head=head,
             public_key=public_key,
@@ -186,12 +186,17 @@ def _head_and_last_sequence() -> tuple[tuple[int, str], int]:
     return (sequence, head_hash), last or 0
 
 
-def _events_between(low: int, high: int) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(sequence__range=(low, high)).order_by("sequence")
+def _events_in(part: Slice) -> QuerySet[AuditEvent]:
+    """The stored events of ``part``, in chain order; the first slice also takes any event
+    numbered below 1, for its walk to report."""
+    events = AuditEvent.objects.filter(sequence__lte=part.high)
+    if part.low > 1:
+        events = events.filter(sequence__gte=part.low)
+    return events.order_by("sequence")
 
 
 def _verify_slice_stored(part: Slice) -> Report:
     try:
-        return verify_slice(audit_event_rows(_events_between(part.low, part.high)), part)
+        return verify_slice(audit_event_rows(_events_in(part)), part)
     finally:
         connections.close_all()

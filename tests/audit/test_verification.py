@@ -4,7 +4,12 @@ import pytest
 
 from audit import chain
 from audit.models import AuditChainHead, AuditEvent
-from audit.selectors import audit_chain_head, audit_checkpoints, audit_event_rows
+from audit.selectors import (
+    audit_chain_head,
+    audit_chain_verify,
+    audit_checkpoints,
+    audit_event_rows,
+)
 from audit.services import audit_checkpoint_write
 from audit.verification import Report, verify_events, verify_in_slices, verify_slice
 
@@ -37,12 +42,17 @@ def sliced(rows, parts, checkpoints, head) -> Report:
 
     def walk(parts):
         return [
-            verify_slice([row for row in rows if part.low <= row["sequence"] <= part.high], part)
+            verify_slice([row for row in rows if in_slice(row["sequence"], part)], part)
             for part in parts
         ]
 
     last = max(row["sequence"] for row in rows)
     return verify_in_slices(last, parts, walk, checkpoints=checkpoints, head=head)
+
+
+def in_slice(sequence, part) -> bool:
+    # As ``audit.selectors`` reads a slice: the first one also takes events numbered below 1.
+    return (part.low == 1 or part.low <= sequence) and sequence <= part.high
 
 
 def hash_of(sequence: int) -> str:
@@ -145,6 +155,20 @@ def test_an_event_rehashed_in_place_breaks_the_link_of_the_next(record_events, t
     )
     problem = verify(with_head=False).problem
     assert (problem.sequence, problem.kind) == (7, "broken_link")
+
+
+def test_an_event_numbered_below_the_first_is_caught(record_events, tamper):
+    record_events(5)
+    tamper(
+        "INSERT INTO audit_auditevent (sequence, occurred_at, actor_type, actor_id, actor_label,"
+        " action, subject_type, subject_id, capability, data, prev_hash, hash) VALUES"
+        " (0, '2026-01-01 00:00:00+00', 'system', '', 'policy', 'decision.recorded',"
+        " 'suggestion', 'x', '', '{}', %s, %s)",
+        [chain.GENESIS_HASH, "e" * 64],
+    )
+    problem = verify().problem
+    assert (problem.sequence, problem.kind) == (0, "reordered")
+    assert audit_chain_verify().problem == problem  # as audit_verify reads the database
 
 
 def test_an_event_appended_behind_the_heads_back_is_caught(record_events, tamper):

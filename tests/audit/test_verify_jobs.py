@@ -13,11 +13,11 @@ from audit.services import audit_checkpoint_write
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def alter(sql: str) -> None:
+def alter(sql: str, params: list[str] | None = None) -> None:
     """Change history as a superuser could, past the append-only triggers."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")
-        cursor.execute(sql)
+        cursor.execute(sql, params)
 
 
 def test_slices_walked_at_once_verify_the_whole_chain_with_its_checkpoints(record_events):
@@ -52,6 +52,21 @@ def test_a_gap_between_two_slices_is_found_by_joining_them(record_events):
 
     assert (problem.sequence, problem.kind) == (20, "gap")
     assert "#20 to #22 are missing" in problem.message
+
+
+def test_an_event_numbered_below_the_first_is_read_by_the_first_slice(record_events):
+    record_events(10)
+    alter(
+        "INSERT INTO audit_auditevent (sequence, occurred_at, actor_type, actor_id, actor_label,"
+        " action, subject_type, subject_id, capability, data, prev_hash, hash) VALUES"
+        " (0, now(), 'system', '', 'policy', 'x', 'suggestion', 'x', '', '{}', %s, %s)",
+        ["", "e" * 64],
+    )
+
+    problem = audit_chain_verify(jobs=2).problem
+
+    assert problem == audit_chain_verify().problem
+    assert problem.sequence == 0
 
 
 def test_the_command_takes_jobs_and_refuses_fewer_than_one(record_events):
