@@ -2,10 +2,8 @@
 
 import datetime as dt
 import json
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from django.db import connection, connections
@@ -23,6 +21,7 @@ from audit.verification import (
     verify_in_slices,
     verify_slice,
 )
+from config.processes import worker_pool
 
 
 def audit_events_for(*, subject_type: str, subject_id: str) -> QuerySet[AuditEvent]:
@@ -169,9 +168,7 @@ def audit_chain_verify(
 
 
 def _walk_in_processes(parts: list[Slice]) -> list[Report]:
-    connections.close_all()  # each process opens its own connection
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(parts), mp_context=context) as pool:
+    with worker_pool(len(parts)) as pool:
         return list(pool.map(_verify_slice_stored, parts))
 
 
