@@ -1,5 +1,6 @@
 """audit_verify, audit_export and audit_checkpoint, as an operator runs them."""
 
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,13 @@ def test_verify_reports_an_intact_chain_with_its_speed(record_events):
     assert "OK: the chain is intact (#1 to #12" in out
     assert re.search(r"12 events in [\d.]+ s \([\d,]+/s\)", out)
     assert "Verifying the chain" in err
+
+
+def test_verify_refuses_more_jobs_than_cores_before_reading_anything():
+    """Each job is a process and a database connection; past the cores they only take more."""
+    too_many = str((os.cpu_count() or 1) + 1)
+    with pytest.raises(CommandError, match="--jobs must be at most"):
+        call_command("audit_verify", "--jobs", too_many, stdout=StringIO(), stderr=StringIO())
 
 
 def test_verify_exits_non_zero_naming_the_first_bad_event(record_events, tamper):

@@ -1,6 +1,7 @@
 """Verify the audit trail: ``manage.py audit_verify [--file EXPORT] [--checkpoints FILE]``."""
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,15 @@ class Command(BaseCommand):
             type=int,
             default=1,
             help="Walk the database's chain in this many slices at once, one process and one "
-            "database connection each (default 1). Up to the number of CPU cores helps.",
+            "database connection each (default 1; at most this machine's CPU cores, past which "
+            "more processes only take more connections).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["jobs"] < 1:
             raise CommandError("--jobs must be at least 1.")
+        if options["jobs"] > (cores := os.cpu_count() or 1):
+            raise CommandError(f"--jobs must be at most {cores}, this machine's CPU cores.")
         public_key = _read(options["public_key"]) if options["public_key"] else ""
         checkpoints = _load_checkpoints(options["checkpoints"]) if options["checkpoints"] else None
         if options["file"]:
