@@ -5,6 +5,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core import signing
 from django.core.exceptions import ValidationError
@@ -254,13 +255,34 @@ def suggestion_queue(
     return _as_queue_shows(queryset, filters.sort)
 
 
+# What a queue row shows and pages by (the template, ``Suggestion.sla_state``, ``QueueCursor``):
+# not the payloads, prompt and context, which are large and which the review page shows.
+_QUEUE_ROW_FIELDS = (
+    "id",
+    "status",
+    "created_at",
+    "due_at",
+    "confidence",
+    "model_name",
+    "model_version",
+    "external_id",
+    "claim_expires_at",
+    "capability__key",
+    "policy__sla_minutes",
+)
+
+
 def _as_queue_shows(queryset: QuerySet[Suggestion], sort: str) -> QuerySet[Suggestion]:
-    """``queryset`` in the queue's ``sort`` order, with what its rows show."""
+    """``queryset`` in the queue's ``sort`` order, with what its rows show and no more."""
     if sort == "oldest":
         ordering: list[Any] = ["created_at", "id"]
     else:
         ordering = [sla_order_key(), "created_at", "id"]  # the suggestion_open_sla_order index
-    return queryset.select_related("capability", "policy", "claimed_by").order_by(*ordering)
+    return (
+        queryset.select_related("capability", "policy", "claimed_by")
+        .only(*_QUEUE_ROW_FIELDS, f"claimed_by__{get_user_model().USERNAME_FIELD}")
+        .order_by(*ordering)
+    )
 
 
 def suggestion_queue_page(
