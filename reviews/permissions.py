@@ -55,6 +55,14 @@ def can_decide_suggestion(user: Any, suggestion: Suggestion) -> bool:
     """
     if submitted_by(user, suggestion) or user.pk in approvers_of(suggestion, suggestion.proposal):
         return False
+    return decides_by_role(user, suggestion)
+
+
+def decides_by_role(user: Any, suggestion: Suggestion) -> bool:
+    """Would ``user``'s role let them decide ``suggestion`` in its current state, before the
+    two rules ``can_decide_suggestion`` adds (not what they submitted, not a second approval
+    of their own)? ``decision_record`` audits a refusal by those rules, and tells why, only to
+    someone this lets through; anyone else is simply not allowed."""
     if suggestion.status == SuggestionStatus.PENDING_REVIEW:
         return can_review_capability(user, suggestion.capability)
     if suggestion.status == SuggestionStatus.ESCALATED:

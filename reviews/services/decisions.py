@@ -13,7 +13,13 @@ from audit.services import Actor, Subject, audit_event_record
 from capabilities.schemas import schema_errors
 from reviews.diffing import payload_changes
 from reviews.models import Decision, DecisionOutcome, Suggestion, SuggestionStatus
-from reviews.permissions import SENIOR_LEVEL, approvers_of, can_decide_suggestion, submitted_by
+from reviews.permissions import (
+    SENIOR_LEVEL,
+    approvers_of,
+    can_decide_suggestion,
+    decides_by_role,
+    submitted_by,
+)
 from reviews.services.common import (
     AlreadyDecided,
     ClaimedByOther,
@@ -46,7 +52,8 @@ def decision_record(
     The suggestion row is locked first, so of two concurrent decisions the second sees the
     first one's result and is refused with ``AlreadyDecided``; a partial unique index on final
     decisions backs this up. Raises ``DecisionRefused`` (after auditing the refusal) when the
-    rules say no: deciding what one submitted, or approving twice. Raises ``ClaimedByOther``
+    rules say no to someone their role lets decide it: deciding what one submitted, or
+    approving twice (anyone else gets ``PermissionDenied``, unaudited). Raises ``ClaimedByOther``
     while another reviewer holds the item, ``PermissionDenied`` if ``user`` may not decide it,
     and ``ValidationError`` (naming the field) for a missing reason, or an edited payload that
     is not a JSON object or does not satisfy the capability's schema. Nothing else changes
@@ -71,6 +78,8 @@ def decision_record(
         proposal = suggestion.proposal
         final = proposal if final_payload is None else final_payload
         refusal = _refusal(user, suggestion, outcome, final)
+        if refusal is not None and not decides_by_role(user, suggestion):
+            refusal = None  # not theirs to decide at all: check_may_decide says so, unaudited
         if refusal is not None:
             # The refusal is a fact the trail keeps: it commits, then the caller is told.
             audit_event_record(

@@ -130,6 +130,22 @@ def test_nobody_decides_what_they_submitted_and_the_refusal_is_audited(
     assert decision_record(user=other, suggestion_id=suggestion.pk, outcome="approved").is_final
 
 
+def test_someone_without_a_role_is_not_allowed_even_on_their_own_submission(
+    capability, issued, manager
+):
+    client = issued.token.client
+    client.user = manager  # manages the capability, does not review it
+    client.save()
+    suggestion = submit(client, capability)
+
+    with pytest.raises(PermissionDenied, match="You may not decide this suggestion"):
+        decision_record(user=manager, suggestion_id=suggestion.pk, outcome="approved")
+
+    # Not a refusal by the rules, which would be audited and say why: they may not decide it.
+    assert refusals(suggestion) == []
+    assert not Decision.objects.filter(suggestion=suggestion).exists()
+
+
 def test_a_manager_cannot_approve_just_by_being_a_manager(capability, api_client_row, manager):
     suggestion = submit(api_client_row, capability)
     assert suggestion not in suggestion_queue(user=manager)
