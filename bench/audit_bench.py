@@ -8,7 +8,7 @@ so the figures hold on a noisy machine:
 
 * audited decisions/s at 1, 4 and 16 writers (processes, as web workers are); floor: the same
   writers recording the same decision without permission checks or audit (lock, update,
-  insert);
+  insert), the two taking turns (``bench.common.in_turns``), a quarter of the decisions each;
 * ``audit_verify`` events/s over the whole chain, in one process and with ``--jobs`` as many as
   the machine has cores; floor: streaming the same rows unverified, in one process;
 * ``audit_export`` of the whole chain: events/s and peak memory, against exporting a tenth of
@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import ROOT, machine, now, run_processes, write_results
+from bench.common import ROOT, TURNS, in_turns, machine, now, run_processes, write_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +55,15 @@ def bench_decisions(writers: int, total: int) -> dict[str, Any]:
             user=setup["users"][index], suggestion_id=pk, outcome="rejected", reason="Duplicate"
         )
 
-    floor_rate = run_writers(writers, floor_ids, floor_decision)
-    audited_rate = run_writers(writers, audited_ids, audited)
+    turns = in_turns(
+        TURNS,
+        {
+            "floor": lambda turn: run_writers(writers, floor_ids[turn::TURNS], floor_decision),
+            "audited": lambda turn: run_writers(writers, audited_ids[turn::TURNS], audited),
+        },
+    )
+    floor_rate = len(floor_ids) / sum(turns["floor"])
+    audited_rate = len(audited_ids) / sum(turns["audited"])
     row = {
         "writers": writers,
         "decisions": total,
@@ -141,14 +148,14 @@ def floor_decision(index: int, pk: Any) -> None:
 
 def run_writers(writers: int, ids: list[Any], work: Any) -> float:
     """Run ``work(writer_index, id)`` over ``ids`` split across ``writers`` processes;
-    returns ids per second."""
+    returns the seconds it took."""
 
     def writer(index: int) -> None:
         for pk in ids[index::writers]:
             work(index, pk)
 
     _answers, elapsed = run_processes(writers, writer)
-    return len(ids) / elapsed
+    return elapsed
 
 
 # --- Verification and export ------------------------------------------------------------------

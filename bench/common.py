@@ -62,6 +62,22 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
     return {"p50_ms": round(cuts[49] * 1000, 2), "p99_ms": round(cuts[98] * 1000, 2)}
 
 
+# A figure and its floor are measured in turns, floor first: a virtual machine's speed drifts
+# during a run (by a third within an hour, seen on the 2-core build machines), and measured one
+# after the other, a slow spell would land on one of the two and move their ratio with it.
+TURNS = 4
+
+
+def in_turns[T](turns: int, runs: dict[str, Callable[[int], T]]) -> dict[str, list[T]]:
+    """Call every one of ``runs`` with the turn's number, in order, ``turns`` times over
+    (floor, figure, floor, figure ...). Returns what each returned, turn by turn."""
+    results: dict[str, list[T]] = {name: [] for name in runs}
+    for turn in range(turns):
+        for name, run in runs.items():
+            results[name].append(run(turn))
+    return results
+
+
 def run_processes(count: int, work: Callable[[int], Any]) -> tuple[list[Any], float]:
     """Run ``work(index)`` in ``count`` forked processes that start together (as web workers
     are: separate interpreters, separate connections). Returns what each returned, in order,

@@ -14,6 +14,9 @@ capabilities and confidences, so every route is taken:
   one row, under the same server and load;
 * ``POST /api/v1/suggestions/batch/``: 10,000 suggestions as 10 requests of 1,000; floor: the
   bare batch endpoint ``POST /bench/floor/batch/``.
+
+Each endpoint and its floor take turns (``bench.common.in_turns``): four turns each of the
+single submissions, and one batch request each, ten times over.
 """
 
 import argparse
@@ -25,12 +28,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.common import (
     ROOT,
+    TURNS,
     database_url,
+    in_turns,
     machine,
     now,
     percentiles,
@@ -41,6 +46,7 @@ from bench.common import (
 REDIS_URL = "redis://127.0.0.1:6379/8"  # its own database, emptied after the run
 QUEUE = "bench-ingest"
 WARM_UP = 40  # requests to each endpoint before measuring
+_SUBMIT = "/api/v1/suggestions/"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
     with gunicorn() as port:
         target = Target(port, secret, keys)
         target.post_many("/bench/floor/", WARM_UP)
-        target.post_many("/api/v1/suggestions/", WARM_UP)
+        target.post_many(_SUBMIT, WARM_UP)
         for clients in (int(c) for c in args.clients.split(",")):
             results["single"].append(bench_single(target, clients, args.requests))
         results["batch"] = bench_batch(target, args.batch_items)
@@ -220,47 +226,61 @@ class Target:
 
 
 def bench_single(target: Target, clients: int, total: int) -> dict[str, Any]:
-    each = total // clients
+    each = total // clients // TURNS  # requests by each client in each turn
 
-    def measure(path: str) -> dict[str, Any]:
-        latencies, elapsed = run_processes(
-            clients, lambda index: target.post_many(path, each, first=index * each)
-        )
-        samples = [s for client in latencies for s in client]
-        return {"per_s": round(len(samples) / elapsed, 1), **percentiles(samples)}
+    def measure(path: str) -> Callable[[int], tuple[list[list[float]], float]]:
+        def turn(number: int) -> tuple[list[list[float]], float]:
+            return run_processes(
+                clients,
+                lambda index: target.post_many(path, each, first=(number * clients + index) * each),
+            )
 
-    floor = measure("/bench/floor/")
-    real = measure("/api/v1/suggestions/")
+        return turn
+
+    turns = in_turns(TURNS, {"floor": measure("/bench/floor/"), "real": measure(_SUBMIT)})
+    floor, real = _throughput(turns["floor"]), _throughput(turns["real"])
     row = {
         "clients": clients,
-        "requests": each * clients,
+        "requests": each * clients * TURNS,
         **real,
         "floor": floor,
         "ratio": round(real["per_s"] / floor["per_s"], 3),
     }
     print(
-        f"POST /api/v1/suggestions/, {clients} client(s): {row['per_s']}/s, p50 {row['p50_ms']} "
+        f"POST {_SUBMIT}, {clients} client(s): {row['per_s']}/s, p50 {row['p50_ms']} "
         f"ms, p99 {row['p99_ms']} ms; floor {floor['per_s']}/s (p99 {floor['p99_ms']} ms), "
         f"ratio {row['ratio']}"
     )
     return row
 
 
+def _throughput(turns: list[tuple[list[list[float]], float]]) -> dict[str, Any]:
+    """Requests per second over all the turns, and the percentiles of their latencies."""
+    samples = [s for latencies, _elapsed in turns for client in latencies for s in client]
+    elapsed = sum(seconds for _latencies, seconds in turns)
+    return {"per_s": round(len(samples) / elapsed, 1), **percentiles(samples)}
+
+
 def bench_batch(target: Target, items: int) -> dict[str, Any]:
     size = 1000
 
-    def send_all(path: str) -> float:
-        started = time.perf_counter()
-        for first in range(0, items, size):
+    def send(path: str) -> Callable[[int], float]:
+        def one_batch(number: int) -> float:
+            first = number * size
             batch = {"items": [target.body(n) for n in range(first, first + size)]}
-            status, content, _seconds = target.post(path, batch)
+            status, content, seconds = target.post(path, batch)
             answer = json.loads(content) if status == 200 else {}
             if answer.get("created") != size:
                 raise SystemExit(f"POST {path} answered {status}: {content[:500]!r}")
-        return time.perf_counter() - started
+            return seconds
 
-    floor = send_all("/bench/floor/batch/")
-    seconds = send_all("/api/v1/suggestions/batch/")
+        return one_batch
+
+    # The batches of the floor and of the endpoint in turns, one request each.
+    turns = in_turns(
+        items // size, {"floor": send("/bench/floor/batch/"), "real": send(f"{_SUBMIT}batch/")}
+    )
+    floor, seconds = sum(turns["floor"]), sum(turns["real"])
     row = {
         "items": items,
         "batch_size": size,
@@ -271,7 +291,7 @@ def bench_batch(target: Target, items: int) -> dict[str, Any]:
         "ratio": round(floor / seconds, 3),
     }
     print(
-        f"POST /api/v1/suggestions/batch/: {items:,} in {row['seconds']} s ({row['per_s']}/s); "
+        f"POST {_SUBMIT}batch/: {items:,} in {row['seconds']} s ({row['per_s']}/s); "
         f"floor {row['floor_seconds']} s, ratio {row['ratio']}"
     )
     return row

@@ -12,6 +12,9 @@ same run:
 * the queue page (``GET /``) rendered for a reviewer allowed on 5 of the 20 capabilities;
   floor: the login page, through the same middleware and templates.
 
+The queue page and its floor take turns, one request each, so that the machine's drifting
+speed slows both alike; claims and decisions are measured first, then their floor.
+
 Approvals enqueue their execution on a backend that drops it: the workers that would run it
 are not what is measured here.
 """
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import machine, now, percentiles, run_processes, write_results
+from bench.common import in_turns, machine, now, percentiles, run_processes, write_results
 
 CLAIMS_ALONE = 60  # decisions by one reviewer at each size
 CLAIMS_EACH = 20  # decisions by each of 8 reviewers at each size
@@ -71,7 +74,8 @@ def bench_size(size: int) -> dict[str, Any]:
 
 def bench_claims(world: Any, reviewers: int, each: int) -> dict[str, Any]:
     """``each`` claim-next + approve rounds by ``reviewers`` reviewers at once, then the same
-    rounds done bare (the floor)."""
+    rounds done bare (the floor). Not in turns: each turn's new processes would warm up again
+    on rows of their own, and 10,000 suggestions hold too few pending ones for that."""
 
     def audited(index: int) -> dict[str, list[float]]:
         from reviews.services import decision_record, suggestion_claim_next
@@ -166,10 +170,17 @@ def floor_decide(pk: Any) -> None:
 def bench_queue_page(world: Any) -> dict[str, Any]:
     from django.test import Client
 
-    client = Client()
-    client.force_login(world.reviewers[0])
-    page = _render_times(client, "/")
-    bare = _render_times(Client(), "/accounts/login/")
+    reviewer = Client()
+    reviewer.force_login(world.reviewers[0])
+    renders = {
+        "floor": _render(Client(), "/accounts/login/"),
+        "page": _render(reviewer, "/"),
+    }
+    for render in renders.values():
+        for turn in range(10):  # warm the caches and the connection
+            render(turn)
+    turns = in_turns(PAGE_RENDERS, renders)
+    page, bare = percentiles(turns["page"]), percentiles(turns["floor"])
     row = {**page, "floor": bare, "ratio_p50": round(page["p50_ms"] / bare["p50_ms"], 2)}
     print(
         f"  queue page: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms "
@@ -178,17 +189,18 @@ def bench_queue_page(world: Any) -> dict[str, Any]:
     return row
 
 
-def _render_times(client: Any, url: str) -> dict[str, float]:
-    for _ in range(10):  # warm the caches and the connection
-        client.get(url)
-    samples = []
-    for _ in range(PAGE_RENDERS):
+def _render(client: Any, url: str) -> Callable[[int], float]:
+    """A function that GETs ``url`` with ``client`` and returns the seconds it took."""
+
+    def render(_turn: int) -> float:
         started = time.perf_counter()
         response = client.get(url)
-        samples.append(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         if response.status_code != 200:
             raise SystemExit(f"GET {url} answered {response.status_code}")
-    return percentiles(samples)
+        return seconds
+
+    return render
 
 
 # --- Results ----------------------------------------------------------------------------------
