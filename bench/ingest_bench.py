@@ -302,14 +302,14 @@ def bench_batch(target: Target, items: int) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> list[str]:
     rows = [
-        f"| POST /api/v1/suggestions/, {r['clients']} client(s) | {r['per_s']}/s, p50 "
+        f"| POST {_SUBMIT}, {r['clients']} client(s) | {r['per_s']}/s, p50 "
         f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms | {r['floor']['per_s']}/s, p99 "
         f"{r['floor']['p99_ms']} ms | {r['ratio']} |"
         for r in results["single"]
     ]
     b = results["batch"]
     rows.append(
-        f"| POST /api/v1/suggestions/batch/, {b['items']:,} as {b['items'] // b['batch_size']} "
+        f"| POST {_SUBMIT}batch/, {b['items']:,} as {b['items'] // b['batch_size']} "
         f"requests | {b['seconds']} s ({b['per_s']:,}/s) | {b['floor_seconds']} s "
         f"({b['floor_per_s']:,}/s) | {b['ratio']} |"
     )

@@ -277,7 +277,8 @@ def _as_queue_shows(queryset: QuerySet[Suggestion], sort: str) -> QuerySet[Sugge
     if sort == "oldest":
         ordering: list[Any] = ["created_at", "id"]
     else:
-        ordering = [sla_order_key(), "created_at", "id"]  # the suggestion_open_sla_order index
+        # The order of suggestion_open_sla_order, and per capability suggestion_open_cap_order.
+        ordering = [sla_order_key(), "created_at", "id"]
     return (
         queryset.select_related("capability", "policy", "claimed_by")
         .only(*_QUEUE_ROW_FIELDS, f"claimed_by__{get_user_model().USERNAME_FIELD}")
