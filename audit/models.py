@@ -86,7 +86,7 @@ class AuditEvent(models.Model):
     capability = models.CharField(max_length=100, blank=True, editable=False)
     data = models.JSONField(default=dict, editable=False)
     prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, unique=True, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
 
     objects = AppendOnlyQuerySet.as_manager()
 

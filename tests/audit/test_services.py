@@ -147,3 +147,16 @@ def test_the_largest_tables_carry_no_text_pattern_indexes(table):
             [table, "%pattern_ops%"],
         )
         assert cursor.fetchall() == []
+
+
+@pytest.mark.postgres
+def test_an_events_hash_has_no_index_of_its_own():
+    """Hashes are random, so an index on them takes every append at a random place; nothing
+    looks events up by hash (``audit/migrations/0011``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'audit_auditevent' "
+            "AND indexdef LIKE %s",
+            ["%(hash)%"],
+        )
+        assert cursor.fetchall() == []
