@@ -1,5 +1,4 @@
 import datetime as dt
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +9,7 @@ from django.utils import timezone
 
 from capabilities.models import ApiClient, Capability, Policy
 from capabilities.policies import describe_route_reason
+from reviews.identifiers import uuid7
 
 
 class SuggestionStatus(models.TextChoices):
@@ -64,7 +64,7 @@ class Suggestion(models.Model):
     reviewer holds the item, and until when.
     """
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # No index of their own for ``capability`` and ``api_client``: the composite indexes below
     # start with them and serve every lookup one would, and each index costs every insert.
     capability = models.ForeignKey(
