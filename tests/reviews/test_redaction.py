@@ -11,6 +11,8 @@ from reviews.redaction import redactor
         ("write to ann.lee+refunds@mail.example.co.uk now", "write to [REDACTED:email] now"),
         ("card 4111-1111-1111-1111 exp 12/29", "card [REDACTED:card] exp 12/29"),
         ("Authorization: Bearer abcdefgh12345678", "Authorization: [REDACTED:bearer]"),
+        ("authorization: bearer abcdefgh12345678", "authorization: [REDACTED:bearer]"),
+        ("aws AKIAABCDEFGHIJKLMNOP", "aws [REDACTED:api_key]"),
         ("key sk-proj-ABCDEFGHIJKLMNOPQRST", "key [REDACTED:api_key]"),
         ("IBAN DE44 5001 0517 5407 3249 31 please", "IBAN [REDACTED:iban] please"),
         ("ssn 123-45-6789", "ssn [REDACTED:ssn]"),
@@ -18,6 +20,14 @@ from reviews.redaction import redactor
 )
 def test_sensitive_text_is_redacted(text, expected):
     assert redactor().text(text) == expected
+
+
+def test_text_with_nothing_sensitive_is_kept_and_counts_nothing():
+    scrub = redactor()
+    assert scrub.text("gold tier, DHL, delivered 2026-11-25, ticket T-88120") == (
+        "gold tier, DHL, delivered 2026-11-25, ticket T-88120"
+    )
+    assert scrub.counts == {}
 
 
 def test_numbers_that_fail_the_luhn_check_are_kept():
