@@ -8,13 +8,13 @@ never 403, so identifiers cannot be probed.
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import ManyToManyField, QuerySet
 from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
@@ -127,13 +127,16 @@ def can_view_suggestion(principal: Any, suggestion: _SuggestionLike) -> bool:
 
 
 def _token_reaches(token: ApiToken, capability: Capability) -> bool:
-    """Live, and ``capability`` within the token's scope and its client's. One query."""
-    return (
-        token_is_live(token)
-        and Capability.objects.filter(
-            pk=capability.pk, api_tokens=token, api_clients=token.client_id
-        ).exists()
-    )
+    """Live, and ``capability`` within the token's scope and its client's.
+
+    One prepared statement: this runs on every submission and every read by a token, and
+    building the ORM's two-join query cost three times as long as running it.
+    """
+    if not token_is_live(token):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(_token_scope_sql(), [token.pk, capability.pk, token.client_id])
+        return bool(cursor.fetchone()[0])
 
 
 def _has_capability_permission(user: Any, perm: str, capability: Capability) -> bool:
@@ -157,6 +160,24 @@ def _has_capability_permission(user: Any, perm: str, capability: Capability) -> 
             [user.pk, content_type.pk, object_pk, codename] * 2,
         )
         return bool(cursor.fetchone()[0])
+
+
+@cache
+def _token_scope_sql() -> str:
+    quote = connection.ops.quote_name
+    token_scope = cast(ManyToManyField, ApiToken._meta.get_field("capabilities"))
+    client_scope = cast(ManyToManyField, ApiClient._meta.get_field("capabilities"))
+    capability = quote(token_scope.m2m_reverse_name())
+    # Table and column names come from model metadata; every value is a query parameter.
+    return f"""
+SELECT EXISTS (
+    SELECT 1 FROM {quote(token_scope.m2m_db_table())} token_scope
+    JOIN {quote(client_scope.m2m_db_table())} client_scope
+      ON client_scope.{quote(client_scope.m2m_reverse_name())} = token_scope.{capability}
+    WHERE token_scope.{quote(token_scope.m2m_column_name())} = %s
+      AND token_scope.{capability} = %s
+      AND client_scope.{quote(client_scope.m2m_column_name())} = %s
+)"""  # noqa: S608
 
 
 @cache

@@ -1,4 +1,5 @@
-"""The capability predicates give exactly django-guardian's answers."""
+"""The capability predicates give exactly django-guardian's answers, and a token reaches
+what its scope and its client's both hold."""
 
 import itertools
 
@@ -15,11 +16,12 @@ from capabilities.permissions import (
     can_manage_capability,
     can_resolve_escalations,
     can_review_capability,
+    can_submit_to_capability,
     capability_ids_with,
     managed_capabilities,
 )
 from reviews.templatetags.signoff_roles import manages_capabilities
-from tests.factories import UserFactory
+from tests.factories import ApiClientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +94,23 @@ def test_the_navigation_asks_whether_a_user_manages_any_capability_as_guardian_a
         with django_assert_max_num_queries(1):
             answer = manages_capabilities(user)
         assert answer is managed_capabilities(user).exists(), user.username
+
+
+def test_a_token_reaches_a_capability_only_within_its_scope_and_its_clients(
+    capability, other_capability
+):
+    token = ApiClientFactory.issue(capabilities=[capability, other_capability]).token
+    token.capabilities.set([capability])
+
+    assert can_submit_to_capability(token, capability)
+    assert not can_submit_to_capability(token, other_capability)  # outside the token's scope
+    # Past the services, which narrow a token with its client: both scopes are asked.
+    token.client.capabilities.remove(capability)
+    assert not can_submit_to_capability(token, capability)
+
+
+def test_a_token_that_is_not_live_reaches_nothing(capability):
+    token = ApiClientFactory.issue(capabilities=[capability]).token
+    token.client.is_active = False
+
+    assert not can_submit_to_capability(token, capability)
