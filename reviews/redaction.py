@@ -29,14 +29,24 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
 ]
 _CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
-# Matches wherever one of the patterns above would: most strings of a context (a channel, a
-# tier, a date) hold nothing sensitive, and one scan tells so, instead of one per pattern.
-_ANY = re.compile(
-    "|".join(
-        f"(?{'i' if pattern.flags & re.IGNORECASE else ''}:{pattern.pattern})"
-        for pattern in [*(pattern for _kind, pattern in _PATTERNS), _CARD]
-    )
-)
+_SCOPED_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+
+
+def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    """One pattern that matches wherever one of ``patterns`` would, each keeping its flags."""
+
+    def scoped(pattern: re.Pattern[str]) -> str:
+        letters = "".join(k for k, flag in _SCOPED_FLAGS.items() if pattern.flags & flag)
+        # A verbose pattern's trailing comment would swallow the closing parenthesis.
+        end = "\n)" if pattern.flags & re.VERBOSE else ")"
+        return f"(?{letters}:{pattern.pattern}{end}"
+
+    return re.compile("|".join(scoped(pattern) for pattern in patterns))
+
+
+# Most strings of a context (a channel, a tier, a date) hold nothing sensitive: one scan tells
+# so, instead of one per pattern.
+_ANY = _any_of([*(pattern for _kind, pattern in _PATTERNS), _CARD])
 
 
 @dataclass

@@ -1,8 +1,9 @@
+import re
 import time
 
 import pytest
 
-from reviews.redaction import redactor
+from reviews.redaction import _any_of, redactor
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,19 @@ def test_text_with_nothing_sensitive_is_kept_and_counts_nothing():
         "gold tier, DHL, delivered 2026-11-25, ticket T-88120"
     )
     assert scrub.counts == {}
+
+
+def test_the_combined_scan_matches_where_each_pattern_would_with_its_own_flags():
+    patterns = [
+        re.compile(r"^ref \d+$", re.MULTILINE),
+        re.compile(r"secret . word", re.DOTALL | re.IGNORECASE),
+        re.compile(r"emp - \d{3}  # an employee number", re.VERBOSE),
+    ]
+    combined = _any_of(patterns)
+
+    for text in ["one\nref 12\ntwo", "SECRET\nWORD", "emp-123", "plain text", "ref 12 more"]:
+        expected = any(pattern.search(text) for pattern in patterns)
+        assert bool(combined.search(text)) is expected, text
 
 
 def test_numbers_that_fail_the_luhn_check_are_kept():
