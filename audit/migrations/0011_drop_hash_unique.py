@@ -3,7 +3,7 @@
 Its index was the trail's largest (364 MB at three million events) and the most expensive to
 write: a hash is random, so every append inserted at a random place in it, a page seldom in
 memory once the index outgrows the buffer cache. Measured at three million events, appending
-2,000 events took 370-510 ms with it and 190-240 ms without. Nothing looks an event up by its
+2,000 events took 370-510 ms with it and 175-240 ms without. Nothing looks an event up by its
 hash; uniqueness adds nothing either, since every hash covers its event's unique
 ``sequence`` (and ``audit_verify`` checks each one).
 
