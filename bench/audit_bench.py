@@ -22,7 +22,16 @@ import sys
 import time
 from typing import Any
 
-from bench.common import ROOT, TURNS, in_turns, machine, now, run_processes, write_results
+from bench.common import (
+    ROOT,
+    TURNS,
+    in_turns,
+    machine,
+    now,
+    run_processes,
+    settle_after_bulk_load,
+    write_results,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +177,8 @@ def bench_verify(events: int) -> dict[str, Any]:
 
     started = time.perf_counter()
     added = seed_audit_events(events)
+    if added:
+        settle_after_bulk_load()
     print(f"seeded {added} audit events in {time.perf_counter() - started:.1f} s")
     ordered = AuditEvent.objects.order_by("sequence")
 

@@ -25,7 +25,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import in_turns, machine, now, percentiles, run_processes, write_results
+from bench.common import (
+    in_turns,
+    machine,
+    now,
+    percentiles,
+    run_processes,
+    settle_after_bulk_load,
+    write_results,
+)
 
 CLAIMS_ALONE = 60  # decisions by one reviewer at each size
 CLAIMS_EACH = 20  # decisions by each of 8 reviewers at each size
@@ -50,16 +58,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 def bench_size(size: int) -> dict[str, Any]:
-    from django.db import connection
-
     from bench.seed import bench_world, seed_suggestions
 
     started = time.perf_counter()
     added = seed_suggestions(size)
-    with connection.cursor() as cursor:
-        # What autovacuum does soon after a bulk load: statistics, and the visibility map
-        # that lets the queue's counts be answered from their index alone.
-        cursor.execute("VACUUM ANALYZE")
+    settle_after_bulk_load()
     print(f"{size:,} suggestions: seeded {added:,} in {time.perf_counter() - started:.0f} s")
     world = bench_world()
     row: dict[str, Any] = {"suggestions": size, "claims": []}
