@@ -29,7 +29,13 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
 ]
 _CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
-_SCOPED_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+_SCOPED_FLAGS = {
+    "a": re.ASCII,
+    "i": re.IGNORECASE,
+    "m": re.MULTILINE,
+    "s": re.DOTALL,
+    "x": re.VERBOSE,
+}
 
 
 def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:

@@ -36,10 +36,12 @@ def test_the_combined_scan_matches_where_each_pattern_would_with_its_own_flags()
         re.compile(r"^ref \d+$", re.MULTILINE),
         re.compile(r"secret . word", re.DOTALL | re.IGNORECASE),
         re.compile(r"emp - \d{3}  # an employee number", re.VERBOSE),
+        re.compile(r"\bkey\d+", re.ASCII),  # "ékey1" has a boundary in ASCII only
     ]
     combined = _any_of(patterns)
 
-    for text in ["one\nref 12\ntwo", "SECRET\nWORD", "emp-123", "plain text", "ref 12 more"]:
+    texts = ["one\nref 12\ntwo", "SECRET\nWORD", "emp-123", "ékey1", "plain text", "ref 12 more"]
+    for text in texts:
         expected = any(pattern.search(text) for pattern in patterns)
         assert bool(combined.search(text)) is expected, text
 
